@@ -1,0 +1,392 @@
+"""The ``scalinglab`` command line: parses, calls the library, prints with rich (or JSON)."""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import analysis, importers, plan as planning
+from ._units import format_quantity, parse_quantity
+from .laws import FitError, PRESET_SOURCES, law_from_dict, preset as get_preset
+from .store import DEFAULT_STORE, RunStore, StoreError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Measure, fit and forecast scaling laws; plan compute; train model ladders.")
+console = Console()
+err = Console(stderr=True)
+
+StoreOpt = typer.Option(DEFAULT_STORE, "--store", help="SQLite run store file.")
+JsonOpt = typer.Option(False, "--json", help="Print one JSON document on stdout (stable keys, see README).")
+
+
+def _emit_json(obj) -> None:
+    def default(o):
+        if isinstance(o, (np.floating, np.integer)):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        return str(o)
+
+    def clean(o):
+        if isinstance(o, float) and not math.isfinite(o):
+            return None
+        if isinstance(o, dict):
+            return {k: clean(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [clean(v) for v in o]
+        return o
+
+    sys.stdout.write(json.dumps(clean(json.loads(json.dumps(obj, default=default))), indent=2) + "\n")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _q(x) -> str:
+    return "-" if x is None else format_quantity(float(x))
+
+
+def _iv(entry: dict, key: str) -> str:
+    iv = entry.get("intervals", {}).get(key)
+    return f"[{_q(iv[0])}, {_q(iv[1])}]" if iv else ""
+
+
+# --------------------------------------------------------------------------------------------- import
+@app.command("import")
+def import_cmd(
+    file: Path = typer.Argument(..., help="CSV/TSV, JSONL or Parquet file of runs."),
+    store: Path = StoreOpt,
+    n_col: Optional[str] = typer.Option(None, "--n-col", help="Column with parameter counts."),
+    d_col: Optional[str] = typer.Option(None, "--d-col", help="Column with training tokens."),
+    c_col: Optional[str] = typer.Option(None, "--c-col", help="Column with training FLOPs."),
+    loss_col: Optional[str] = typer.Option(None, "--loss-col", help="Column with the final loss."),
+    name_col: Optional[str] = typer.Option(None, "--name-col", help="Column with run names (the duplicate key)."),
+    unique_col: Optional[str] = typer.Option(None, "--unique-tokens-col", help="Column with unique tokens (data-constrained)."),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", help="JSON/TOML file mapping fields to columns."),
+    n_convention: str = typer.Option("n_total", help="What the N column counts: n_total, n_nonembedding, n_active."),
+    drop_invalid: bool = typer.Option(False, "--drop-invalid", help="Skip rows whose loss is NaN/inf/non-positive."),
+    on_duplicate: str = typer.Option("error", help="Runs already in the store: error, skip or replace."),
+    as_json: bool = JsonOpt,
+):
+    """Import runs from a table into the run store (all or nothing)."""
+    cols = importers.load_mapping(mapping) if mapping else {}
+    cols.update({k: v for k, v in dict(n=n_col, d=d_col, c=c_col, loss=loss_col, name=name_col,
+                                       unique_tokens=unique_col).items() if v})
+    try:
+        with RunStore(store) as st:
+            result = importers.import_runs(file, st, cols, drop_invalid=drop_invalid, n_convention=n_convention,
+                                           on_duplicate=on_duplicate)
+    except (importers.ImportFormatError, StoreError, ValueError) as e:
+        _fail(str(e))
+    if as_json:
+        return _emit_json(result.to_dict())
+    console.print(f"imported [bold]{result.written}[/] of {len(result.runs)} runs from {file} into {store}")
+    console.print(f"columns: {result.columns}")
+    for d in result.derived:
+        console.print(f"derived: {d} (stated convention)")
+    for d in result.dropped:
+        console.print(f"[yellow]dropped[/] {d['where']}: {d['reason']}")
+
+
+# --------------------------------------------------------------------------------------------- runs
+@app.command("runs")
+def runs_cmd(store: Path = StoreOpt, status: Optional[str] = typer.Option(None, help="Filter by status."),
+             as_json: bool = JsonOpt):
+    """List the runs in the store."""
+    try:
+        with RunStore(store, readonly=True) as st:
+            runs = st.runs(status=status)
+    except FileNotFoundError as e:
+        _fail(str(e))
+    if as_json:
+        return _emit_json({"runs": [{k: getattr(r, k) for k in ("run_id", "name", "source", "status", "family", "n_total",
+                                                                 "n_nonembedding", "n_active", "tokens", "unique_tokens",
+                                                                 "flops_6nd", "flops_with_attention", "final_loss", "budget")}
+                                    for r in runs]})
+    table = Table(title=f"{len(runs)} runs in {store}")
+    for col in ("run_id", "name", "status", "N_total", "N_nonemb", "N_active", "D", "C=6ND", "loss", "source"):
+        table.add_column(col, justify="right" if col not in ("run_id", "name", "status", "source") else "left")
+    for r in runs:
+        table.add_row(r.run_id, r.name, r.status, _q(r.n_total), _q(r.n_nonembedding), _q(r.n_active), _q(r.tokens),
+                      _q(r.flops_6nd), "-" if r.final_loss is None else f"{r.final_loss:.4f}", r.source)
+    console.print(table)
+
+
+@app.command("export")
+def export_cmd(out: Path = typer.Argument(..., help="Output .csv, .tsv or .parquet"), store: Path = StoreOpt):
+    """Export the store's runs to CSV or Parquet."""
+    with RunStore(store, readonly=True) as st:
+        n = importers.export_runs(st.runs(), out)
+    console.print(f"wrote {n} runs to {out}")
+
+
+# --------------------------------------------------------------------------------------------- fit
+@app.command("fit")
+def fit_cmd(
+    file: Optional[Path] = typer.Argument(None, help="Fit runs from this file instead of the store."),
+    store: Path = StoreOpt,
+    law: list[str] = typer.Option(list(analysis.DEFAULT_LAWS), "--law",
+                                  help=f"Law(s) to fit: {', '.join(analysis.LAW_CHOICES)} (repeatable)."),
+    n_convention: str = typer.Option("n_total", help="Parameter convention: n_total, n_nonembedding, n_active."),
+    flop_convention: str = typer.Option("6ND", help="FLOP convention: 6ND or 6ND+attn."),
+    family: Optional[str] = typer.Option(None, help="Only runs of this family (e.g. dense, moe)."),
+    bootstrap: int = typer.Option(1000, help="Bootstrap resamples over runs (0 disables intervals)."),
+    holdout: str = typer.Option("none", help="'largest': leave the largest-compute budget out and check the forecast."),
+    huber_delta: float = typer.Option(1e-3, help="Huber delta on log-loss residuals."),
+    seed: int = typer.Option(0),
+    out: Path = typer.Option(Path("scalinglab-out/fit"), help="Directory for figures."),
+    figures: bool = typer.Option(True, help="Write PNG and SVG figures."),
+    save: bool = typer.Option(True, help="Record the fits in the store."),
+    as_json: bool = JsonOpt,
+):
+    """Fit scaling laws with bootstrap intervals; optionally check extrapolation on held-out runs."""
+    for name in law:
+        if name not in analysis.LAW_CHOICES:
+            _fail(f"unknown law {name!r}; choose from {', '.join(analysis.LAW_CHOICES)}")
+    curves = None
+    try:
+        if file is not None:
+            runs = importers.parse_runs(file).runs
+            source = str(file)
+        else:
+            with RunStore(store, readonly=True) as st:
+                runs = st.runs(family=family)
+                if "approach1" in law:
+                    curves = {}
+                    for r in runs:
+                        pts = st.curve(r.run_id)
+                        if pts:
+                            curves[r.run_id] = {"flops": [p["flops"] for p in pts], "loss": [p["loss"] for p in pts]}
+            source = f"store:{store}"
+    except (importers.ImportFormatError, FileNotFoundError) as e:
+        _fail(str(e))
+    selection = analysis.Selection(n_convention=n_convention, flop_convention=flop_convention, family=family,
+                                   holdout=holdout)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            report = analysis.fit_runs(runs, law, selection=selection, n_bootstrap=bootstrap, seed=seed,
+                                       huber_delta=huber_delta, curves=curves)
+        except (FitError, ValueError) as e:
+            _fail(str(e))
+    report["warnings"] = [str(w.message) for w in caught]
+    if save and (file is None or store.exists() or True):
+        with RunStore(store) as st:
+            analysis.save_fits(st, report, source)
+    if figures:
+        _, N, D, C, L = analysis.run_arrays(runs, n_convention, flop_convention)
+        report["figures"] = _figures(report, N, D, C, L, out)
+    if as_json:
+        return _emit_json(analysis.report_json(report))
+    _print_fit_report(report, source)
+
+
+def _figures(report, N, D, C, L, out):
+    from .report.figures import fit_figures
+    return fit_figures(report, N, D, C, L, out)
+
+
+def _print_fit_report(report: dict, source: str) -> None:
+    sel = report["selection"]
+    console.print(f"[bold]{report['n_runs']} runs[/] from {source}; N = {sel['n_convention']}, C = {sel['flop_convention']}")
+    for w in report.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {w}")
+    for name, entry in report["fits"].items():
+        if "error" in entry:
+            console.print(f"[red]{name}: fit failed[/] — {entry['error']}")
+            continue
+        table = Table(title=f"{name}" + (f" (fit id {entry['fit_id']})" if "fit_id" in entry else ""))
+        table.add_column("parameter")
+        table.add_column("value", justify="right")
+        table.add_column(f"95% interval ({entry['n_bootstrap']} bootstrap)", justify="right")
+        for k, v in entry["params"].items():
+            iv = entry["intervals"].get(k)
+            table.add_row(k, f"{v:.5g}", f"[{iv[0]:.5g}, {iv[1]:.5g}]" if iv else "")
+        console.print(table)
+        dr = entry.get("data_range", {})
+        if dr:
+            console.print("  fitted on: " + ", ".join(f"{k}={_q(v)}" for k, v in dr.items()))
+        for w in entry.get("warnings", []):
+            console.print(f"  [yellow]warning:[/] {w}")
+    ho = report.get("holdout")
+    if ho:
+        console.print(f"[bold]hold-out[/]: {ho['n_held_out']} runs at C≈{ho['C_held_out']:.3g} "
+                      f"({ho['C_held_out'] / ho['C_max_fitted']:.2g}× the largest fitted C)")
+        for name, res in ho["results"].items():
+            table = Table(title=f"{name}: predicted vs actual on held-out runs")
+            for col in ("run", "N", "D", "actual", "predicted", "95% prediction interval", "inside"):
+                table.add_column(col)
+            for r in res["runs"]:
+                table.add_row(r["name"], _q(r["N"]), _q(r["D"]), f"{r['actual']:.4f}", f"{r['predicted']:.4f}",
+                              f"[{r['interval'][0]:.4f}, {r['interval'][1]:.4f}]", str(r["inside"]))
+            console.print(table)
+            console.print(f"  mean |rel. error| {res['mean_abs_rel_error']:.2%}, max {res['max_abs_rel_error']:.2%}")
+    for p in report.get("figures", []):
+        if p.endswith(".png"):
+            console.print(f"figure: {p}")
+
+
+# --------------------------------------------------------------------------------------------- plan
+def _load_law(store: Path, law_id: Optional[int], preset: Optional[str]):
+    if (law_id is None) == (preset is None):
+        _fail("give exactly one of --law FIT_ID or --preset NAME "
+              f"(presets: {', '.join(PRESET_SOURCES)})")
+    if preset is not None:
+        try:
+            return get_preset(preset), f"preset {preset} ({PRESET_SOURCES[preset]})"
+        except ValueError as e:
+            _fail(str(e))
+    try:
+        with RunStore(store, readonly=True) as st:
+            fit = st.fit(law_id)
+    except (FileNotFoundError, KeyError) as e:
+        _fail(str(e))
+    payload = fit["payload"]
+    if payload.get("law") not in ("chinchilla", "data-constrained"):
+        _fail(f"fit {law_id} is a {fit['law']} fit; planning needs a chinchilla or data-constrained law")
+    return law_from_dict(payload), f"fit {law_id} ({fit['law']}, {fit['selection'].get('n_runs')} runs)"
+
+
+@app.command("plan")
+def plan_cmd(
+    compute: Optional[str] = typer.Option(None, "--compute", help="Training compute in FLOPs (e.g. 1e23)."),
+    gpu_hours: Optional[str] = typer.Option(None, "--gpu-hours", help="Compute as GPU-hours (with --hardware, --mfu)."),
+    hardware: str = typer.Option("H100", help=f"Hardware profile: {', '.join(planning.HARDWARE)}."),
+    mfu: float = typer.Option(0.4, help="Model FLOPs utilisation for GPU-hour conversions."),
+    law: Optional[int] = typer.Option(None, "--law", help="Fit id from the store."),
+    preset: Optional[str] = typer.Option(None, "--preset", help=f"Published law: {', '.join(PRESET_SOURCES)}."),
+    params: Optional[str] = typer.Option(None, "--params", help="Model size(s), comma-separated: compute-optimal tokens for each."),
+    unique_tokens: Optional[str] = typer.Option(None, "--unique-tokens", help="Unique tokens available (data-constrained plan)."),
+    target_loss: Optional[float] = typer.Option(None, "--target-loss", help="Cheapest N, D reaching this loss."),
+    inference_tokens: Optional[str] = typer.Option(None, "--inference-tokens", help="Lifetime inference tokens (inference-aware plan)."),
+    store: Path = StoreOpt,
+    as_json: bool = JsonOpt,
+):
+    """Plan a run: compute-optimal N and D, data-constrained, target-loss and inference-aware plans."""
+    lawobj, source = _load_law(store, law, preset)
+    try:
+        C = parse_quantity(compute) if compute else None
+        if gpu_hours:
+            if C is not None:
+                _fail("give --compute or --gpu-hours, not both")
+            C = planning.gpu_hours_to_flops(parse_quantity(gpu_hours), hardware, mfu)
+        out: dict = {"law": source, "plans": {}}
+        if params:
+            if not hasattr(lawobj, "all_params") or "G" not in lawobj.all_params():
+                _fail("--params needs a Chinchilla-form law (fit or preset chinchilla-2022 / epoch-2024)")
+            out["plans"]["by_params"] = planning.plan_for_params(lawobj, [parse_quantity(p) for p in params.split(",")])
+        if unique_tokens:
+            from .laws import DataConstrainedLaw
+            if C is None:
+                _fail("--unique-tokens needs --compute or --gpu-hours")
+            dcl = lawobj if isinstance(lawobj, DataConstrainedLaw) else get_preset("muennighoff-2023")
+            if not isinstance(lawobj, DataConstrainedLaw):
+                p = dict(dcl.params_)
+                p.update({k: lawobj.params_[k] for k in ("E", "A", "B", "alpha", "beta")})
+                dcl = DataConstrainedLaw.from_params(**p)
+                out["note"] = "data-constrained plan: base law from " + source + ", R_D*/R_N* from muennighoff-2023"
+            out["plans"]["data_constrained"] = planning.plan_data_constrained(dcl, C, parse_quantity(unique_tokens))
+        if target_loss is not None:
+            out["plans"]["target_loss"] = planning.plan_target_loss(lawobj, target_loss)
+        if inference_tokens:
+            tgt = target_loss
+            if tgt is None:
+                if C is None:
+                    _fail("--inference-tokens needs --target-loss or --compute (the loss of the compute-optimal model)")
+                n0, d0 = lawobj.compute_optimal(C)
+                tgt = float(lawobj.predict(n0, d0))
+            out["plans"]["inference_aware"] = planning.plan_inference_aware(lawobj, tgt, parse_quantity(inference_tokens))
+        if C is not None and not unique_tokens:
+            out["plans"]["compute_optimal"] = planning.plan_compute(lawobj, C)
+            out["plans"]["compute_optimal"]["cost"] = planning.flops_to_gpu_hours(C, hardware, mfu)
+        if not out["plans"]:
+            _fail("nothing to plan: give --compute/--gpu-hours, --params, --target-loss or --inference-tokens")
+    except ValueError as e:
+        _fail(str(e))
+    if as_json:
+        return _emit_json(out)
+    _print_plans(out)
+
+
+def _print_plans(out: dict) -> None:
+    console.print(f"law: {out['law']}")
+    if "note" in out:
+        console.print(out["note"])
+    plans = out["plans"]
+    if "compute_optimal" in plans:
+        p = plans["compute_optimal"]
+        cost = p["cost"]
+        console.print(f"[bold]compute-optimal at C = {p['compute_flops']:.3g} FLOPs[/] "
+                      f"(= {cost['gpu_hours']:.3g} {cost['hardware']} GPU-hours at MFU {cost['mfu']:.0%}, ${cost['usd']:.3g})")
+        console.print(f"  N_opt = {_q(p['N_opt'])} {_iv(p, 'N_opt')}   D_opt = {_q(p['D_opt'])} {_iv(p, 'D_opt')}   "
+                      f"tokens/param = {p['tokens_per_param']:.1f}")
+        if p["loss"] is not None:
+            console.print(f"  predicted loss = {p['loss']:.4f} {_iv(p, 'loss')}"
+                          + (f" (prediction interval {_iv(p, 'loss_prediction')})" if "loss_prediction" in p["intervals"] else ""))
+        _print_extrapolation(p)
+    if "by_params" in plans:
+        table = Table(title="compute-optimal tokens per model size")
+        for col in ("N", "D_opt", "tokens/param", "C [FLOPs]", "loss", "C 95% interval"):
+            table.add_column(col, justify="right")
+        for r in plans["by_params"]:
+            table.add_row(_q(r["N"]), _q(r["D_opt"]), f"{r['tokens_per_param']:.1f}", f"{r['compute_flops']:.3g}",
+                          f"{r['loss']:.4f}", _iv(r, "compute_flops"))
+        console.print(table)
+    if "data_constrained" in plans:
+        p = plans["data_constrained"]
+        console.print(f"[bold]data-constrained at C = {p['compute_flops']:.3g}, U = {_q(p['unique_tokens'])} unique tokens[/]")
+        console.print(f"  N = {_q(p['N'])}, D = {_q(p['D'])} ({p['epochs']:.2f} epochs; effective data {_q(p['effective_data'])})")
+        console.print(f"  loss = {p['loss']:.4f}; with unlimited unique data {p['loss_if_data_were_unique']:.4f}; "
+                      f"lost to repetition {p['loss_lost_to_repetition']:.4f}")
+        u = p["unconstrained"]
+        console.print(f"  unconstrained optimum: N = {_q(u['N_opt'])}, D = {_q(u['D_opt'])}, loss {u['loss']:.4f}")
+    if "target_loss" in plans:
+        p = plans["target_loss"]
+        console.print(f"[bold]cheapest run reaching loss {p['target_loss']}[/]: C = {p['compute_flops']:.3g} {_iv(p, 'compute_flops')}, "
+                      f"N = {_q(p['N_opt'])}, D = {_q(p['D_opt'])}")
+        _print_extrapolation(p)
+    if "inference_aware" in plans:
+        p = plans["inference_aware"]
+        c = p["chinchilla_optimal"]
+        console.print(f"[bold]inference-aware for loss {p['target_loss']:.4f} and {_q(p['inference_tokens'])} inference tokens[/]")
+        console.print(f"  N = {_q(p['N'])}, D = {_q(p['D'])} ({p['tokens_per_param']:.0f} tokens/param); total "
+                      f"{p['total_flops']:.3g} FLOPs vs {c['total_flops']:.3g} for the Chinchilla-optimal N = {_q(c['N'])} "
+                      f"({p['flops_saved_fraction']:.1%} saved)")
+
+
+def _print_extrapolation(p: dict) -> None:
+    ex = p.get("extrapolation", {})
+    if ex.get("from_data") and "compute_over_max_fitted" in ex:
+        console.print(f"  extrapolates {ex['compute_over_max_fitted']:.3g}× beyond the largest fitted compute "
+                      f"({ex['fitted_on'].get('C_max', float('nan')):.3g} FLOPs, {ex['fitted_on'].get('n_runs')} runs)")
+    elif not ex.get("from_data"):
+        console.print("  (published law: no fitted data range to compare against)")
+
+
+@app.command("presets")
+def presets_cmd(as_json: bool = JsonOpt):
+    """List the published laws available as presets, with their sources and parameters."""
+    out = {name: {"source": src, "params": get_preset(name).all_params()} for name, src in PRESET_SOURCES.items()}
+    if as_json:
+        return _emit_json(out)
+    for name, v in out.items():
+        console.print(f"[bold]{name}[/]: {v['source']}")
+        console.print("   " + ", ".join(f"{k}={x:.5g}" for k, x in v["params"].items()))
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,266 @@
+"""Import runs from tables people already have: CSV/TSV, JSONL and Parquet.
+
+Columns are found by common names or mapped explicitly; quantities may be spelled "1.2B" or "3e9".
+Of N, D, C whatever is missing is derived with ``C = 6ND`` (stated in the report). Every problem is
+collected with its row number and raised together; on any error nothing is written.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import tomllib
+from pathlib import Path
+
+from ._units import parse_quantity
+from .store import Run, RunStore, config_hash
+
+FIELDS = ("n", "d", "c", "loss", "name", "unique_tokens", "status", "budget", "family")
+ALIASES = {
+    "n": ("N", "n", "params", "n_params", "num_params", "parameters", "model_size", "N_total", "n_total"),
+    "d": ("D", "d", "tokens", "n_tokens", "num_tokens", "train_tokens", "training_tokens"),
+    "c": ("C", "c", "flops", "FLOPs", "compute", "train_flops", "training_flops"),
+    "loss": ("loss", "final_loss", "val_loss", "eval_loss", "validation_loss", "L"),
+    "name": ("name", "run", "run_name", "run_id", "model", "id"),
+    "unique_tokens": ("unique_tokens", "U", "U_D", "unique_data"),
+    "status": ("status", "state"),
+    "budget": ("budget", "isoflop", "compute_budget"),
+    "family": ("family", "group"),
+}
+N_CONVENTIONS = ("n_total", "n_nonembedding", "n_active")
+
+
+class ImportFormatError(ValueError):
+    """The file cannot be imported as asked; the message says what, where, and what is accepted."""
+
+
+@dataclasses.dataclass
+class ImportResult:
+    """What an import read, derived, dropped and wrote."""
+
+    source: str
+    runs: list[Run]
+    derived: list[str]
+    dropped: list[dict]
+    columns: dict
+    written: int = 0
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "n_runs": len(self.runs), "written": self.written, "derived": self.derived,
+                "dropped": self.dropped, "columns": self.columns}
+
+
+def read_table(path: str | Path) -> tuple[list[str], list[dict], str]:
+    """Rows of a CSV/TSV, JSONL or Parquet file as dicts, with the column names and the format.
+
+    Raises:
+        ImportFormatError: unknown extension, or content that is not what the extension says.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImportFormatError(f"{path}: no such file")
+    ext = path.suffix.lower()
+    raw = path.read_bytes()
+    if ext == ".parquet":
+        if raw[:4] != b"PAR1":
+            raise ImportFormatError(f"{path}: not a Parquet file (no PAR1 magic bytes)")
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:  # pragma: no cover - depends on the install
+            raise ImportFormatError("reading Parquet needs pyarrow: pip install 'scalinglab[parquet]'") from None
+        table = pq.read_table(path)
+        return list(table.column_names), table.to_pylist(), "parquet"
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ImportFormatError(f"{path}: not UTF-8 text, so not a {ext or 'text'} file") from None
+    if "\x00" in text:
+        raise ImportFormatError(f"{path}: binary content, not a {ext} file")
+    if ext in {".jsonl", ".ndjson"}:
+        rows, cols = [], []
+        for i, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ImportFormatError(f"{path}, line {i}: not valid JSON ({e.msg})") from None
+            if not isinstance(obj, dict):
+                raise ImportFormatError(f"{path}, line {i}: expected a JSON object per line, got {type(obj).__name__}")
+            rows.append(obj)
+            cols += [k for k in obj if k not in cols]
+        return cols, rows, "jsonl"
+    if ext in {".csv", ".tsv"}:
+        delimiter = "\t" if ext == ".tsv" else ","
+        reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
+        if not reader.fieldnames:
+            raise ImportFormatError(f"{path}: empty file (no header row)")
+        if len(reader.fieldnames) < 2:
+            raise ImportFormatError(f"{path}: only one column ({reader.fieldnames[0]!r}) found with delimiter "
+                                    f"{delimiter!r}; is this really a {ext} file?")
+        rows = []
+        for i, row in enumerate(reader, start=2):
+            if None in row:
+                raise ImportFormatError(f"{path}, line {i}: more fields than the header has")
+            rows.append(row)
+        return list(reader.fieldnames), rows, ext[1:]
+    raise ImportFormatError(f"{path}: unsupported extension {ext!r}; accepted: .csv, .tsv, .jsonl, .ndjson, .parquet")
+
+
+def load_mapping(path: str | Path) -> dict:
+    """A column mapping file (JSON or TOML): ``{"n": "params", "d": "tokens", "loss": "val_loss"}``."""
+    path = Path(path)
+    text = path.read_text()
+    try:
+        data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
+        raise ImportFormatError(f"{path}: not a valid mapping file ({e})") from None
+    unknown = set(data) - set(FIELDS) - {"n_convention"}
+    if unknown:
+        raise ImportFormatError(f"{path}: unknown mapping key(s) {sorted(unknown)}; accepted: {', '.join(FIELDS)}, n_convention")
+    return data
+
+
+def resolve_columns(columns: list[str], mapping: dict | None, source: str) -> dict:
+    """Which file column holds each field (explicit mapping first, then the known aliases)."""
+    mapping = {k: v for k, v in (mapping or {}).items() if v and k in FIELDS}
+    found = {}
+    for field in FIELDS:
+        if field in mapping:
+            if mapping[field] not in columns:
+                raise ImportFormatError(f"{source}: column {mapping[field]!r} (for {field}) not found; "
+                                        f"columns found: {', '.join(columns)}")
+            found[field] = mapping[field]
+            continue
+        for alias in ALIASES[field]:
+            if alias in columns:
+                found[field] = alias
+                break
+    if "loss" not in found:
+        raise ImportFormatError(f"{source}: no loss column (looked for {', '.join(ALIASES['loss'])}; "
+                                f"columns found: {', '.join(columns)}); name it with --loss-col")
+    have = [f for f in ("n", "d", "c") if f in found]
+    if len(have) < 2:
+        raise ImportFormatError(f"{source}: need two of N, D, C to derive the third; found only "
+                                f"{', '.join(found[f] for f in have) or 'none'} (columns found: {', '.join(columns)}); "
+                                "name them with --n-col / --d-col / --c-col")
+    return found
+
+
+def parse_runs(path: str | Path, mapping: dict | None = None, *, drop_invalid: bool = False,
+               n_convention: str = "n_total") -> ImportResult:
+    """Read and validate a table of runs without touching any store."""
+    mapping = dict(mapping or {})
+    n_convention = mapping.pop("n_convention", n_convention)
+    if n_convention not in N_CONVENTIONS:
+        raise ImportFormatError(f"n_convention must be one of {', '.join(N_CONVENTIONS)}, not {n_convention!r}")
+    source = str(path)
+    columns, rows, fmt = read_table(path)
+    if not rows:
+        raise ImportFormatError(f"{source}: no data rows")
+    cols = resolve_columns(columns, mapping, source)
+    first_line = 2 if fmt in {"csv", "tsv"} else 1
+    errors, dropped, runs, derived = [], [], [], set()
+    keys: dict = {}
+    for i, row in enumerate(rows):
+        where = f"row {i + first_line}" if fmt in {"csv", "tsv"} else f"record {i + 1}"
+        vals = {}
+        bad = False
+        for field in ("n", "d", "c", "unique_tokens", "budget"):
+            if field not in cols:
+                continue
+            raw = row.get(cols[field])
+            if raw is None or (isinstance(raw, str) and raw.strip() == "") :
+                if field in ("unique_tokens", "budget"):
+                    continue
+                errors.append(f"{where}: {cols[field]} is empty")
+                bad = True
+                continue
+            try:
+                v = parse_quantity(raw)
+            except ValueError as e:
+                errors.append(f"{where}: {cols[field]} = {raw!r}: {e}")
+                bad = True
+                continue
+            if not math.isfinite(v) or v <= 0:
+                errors.append(f"{where}: {cols[field]} = {raw!r} must be finite and positive")
+                bad = True
+                continue
+            vals[field] = v
+        raw_loss = row.get(cols["loss"])
+        try:
+            loss = parse_quantity(raw_loss)
+        except ValueError:
+            loss = float("nan")
+        if not math.isfinite(loss) or loss <= 0:
+            if drop_invalid:
+                dropped.append({"where": where, "reason": f"loss {raw_loss!r} is not a finite positive number"})
+                continue
+            errors.append(f"{where}: loss {raw_loss!r} is not a finite positive number (use --drop-invalid to skip such rows)")
+            bad = True
+        if bad:
+            continue
+        n, d, c = vals.get("n"), vals.get("d"), vals.get("c")
+        if c is None:
+            c = 6.0 * n * d
+            derived.add("C = 6*N*D")
+        elif d is None:
+            d = c / (6.0 * n)
+            derived.add("D = C/(6*N)")
+        elif n is None:
+            n = c / (6.0 * d)
+            derived.add("N = C/(6*D)")
+        name = str(row.get(cols["name"])) if "name" in cols and row.get(cols["name"]) not in (None, "") else f"{Path(source).stem}-{i + 1}"
+        key = name if "name" in cols else (n, d)
+        if key in keys:
+            errors.append(f"{where}: duplicate of {keys[key]} (key {key!r})")
+            continue
+        keys[key] = where
+        status = str(row.get(cols["status"], "finished")).strip().lower() if "status" in cols else "finished"
+        if status not in {"finished", "diverged", "running", "failed"}:
+            errors.append(f"{where}: status {status!r} is not one of finished, diverged, running, failed")
+            continue
+        extra = {k: v for k, v in row.items() if k not in cols.values()}
+        counts = {"n_total": None, "n_nonembedding": None, "n_active": None}
+        counts[n_convention] = n
+        if n_convention == "n_total":
+            counts["n_active"] = n
+        key_config = {"name": name, "N": n, "D": d, "loss": loss, "source": Path(source).name}
+        runs.append(Run(run_id=config_hash(key_config), name=name, source=f"import:{Path(source).name}", status=status,
+                        family=str(row[cols["family"]]) if "family" in cols and row.get(cols["family"]) else None,
+                        tokens=d, unique_tokens=vals.get("unique_tokens"), flops_6nd=c, final_loss=loss,
+                        budget=vals.get("budget"), config={"n_convention": n_convention}, extra=extra, **counts))
+    if errors:
+        shown = "\n  ".join(errors[:25])
+        more = f"\n  ... and {len(errors) - 25} more" if len(errors) > 25 else ""
+        raise ImportFormatError(f"{source}: {len(errors)} problem(s), nothing imported:\n  {shown}{more}")
+    return ImportResult(source=source, runs=runs, derived=sorted(derived), dropped=dropped, columns=cols)
+
+
+def import_runs(path: str | Path, store: RunStore, mapping: dict | None = None, *, drop_invalid: bool = False,
+                n_convention: str = "n_total", on_duplicate: str = "error") -> ImportResult:
+    """Validate a table and write its runs to ``store`` in one transaction (all or nothing)."""
+    result = parse_runs(path, mapping, drop_invalid=drop_invalid, n_convention=n_convention)
+    result.written = store.add_runs(result.runs, on_duplicate=on_duplicate)
+    return result
+
+
+def export_runs(runs: list[Run], path: str | Path) -> int:
+    """Write runs to CSV or Parquet (by extension); returns the number of rows."""
+    path = Path(path)
+    fields = ["run_id", "name", "source", "status", "family", "n_total", "n_nonembedding", "n_active", "tokens",
+              "unique_tokens", "flops_6nd", "flops_with_attention", "final_loss", "budget"]
+    rows = [{f: getattr(r, f) for f in fields} | {"config": json.dumps(r.config, sort_keys=True)} for r in runs]
+    if path.suffix.lower() == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    elif path.suffix.lower() in {".csv", ".tsv"}:
+        with path.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields + ["config"], delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+            writer.writeheader()
+            writer.writerows(rows)
+    else:
+        raise ValueError(f"{path}: export writes .csv, .tsv or .parquet")
+    return len(rows)

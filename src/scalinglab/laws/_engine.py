@@ -1,0 +1,274 @@
+"""One robust fitting engine for every law written as a sum of power laws plus a constant.
+
+A law of this family predicts, in log space::
+
+    log L = logsumexp(a_1 - p_1 log X_1, ..., a_k - p_k log X_k [, e])
+
+(Chinchilla's Approach 3 with k = 2, X = (N, D); a Kaplan power law with an irreducible term with
+k = 1). The objective is the Huber loss of the log-residuals, **summed** over runs (as in Hoffmann et
+al. 2022 and Besiroglu et al. 2024, https://arxiv.org/abs/2404.10102: a mean makes L-BFGS stop early).
+
+Multi-start: every start of the grid is refined together in one batched, bounded
+Levenberg-Marquardt iteration on the IRLS majoriser of the Huber loss (numpy, no per-start Python
+loop); after ``prune_after`` iterations only the ``n_keep`` best starts go on; the distinct minima
+that survive are polished with scipy's L-BFGS-B (analytic gradient) and the best is kept. Bootstrap
+resamples are problems of the same batch: multinomial run weights, warm-started from the distinct
+minima of the full-data fit.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+from scipy import optimize
+
+_CHUNK_ELEMENTS = 2_000_000  # starts x runs per batch block (bounds memory at ~100 MB)
+
+
+@dataclasses.dataclass(frozen=True)
+class PowerSumSpec:
+    """Layout of a law: ``k`` power-law terms, with or without a constant ``e = log E``.
+
+    Parameter vector: ``[a_1..a_k, p_1..p_k, (e)]``.
+    """
+
+    k: int
+    constant: bool
+
+    @property
+    def n_params(self) -> int:
+        return 2 * self.k + int(self.constant)
+
+
+def _log_prediction(theta: np.ndarray, logX: np.ndarray, spec: PowerSumSpec, jac: bool):
+    """log-prediction (S, n) and, if asked, the softmax weights (S, n, K) of the terms."""
+    k = spec.k
+    a, p = theta[:, :k], theta[:, k:2 * k]
+    terms = a[:, None, :] - p[:, None, :] * logX[None, :, :]
+    if spec.constant:
+        e = np.broadcast_to(theta[:, None, 2 * k:2 * k + 1], terms.shape[:2] + (1,))
+        terms = np.concatenate([terms, e], axis=2)
+    m = terms.max(axis=2, keepdims=True)
+    ex = np.exp(terms - m)
+    z = ex.sum(axis=2)
+    logpred = m[..., 0] + np.log(z)
+    return logpred, (ex / z[..., None] if jac else None)
+
+
+def _huber(r: np.ndarray, delta: float) -> np.ndarray:
+    ar = np.abs(r)
+    return np.where(ar <= delta, 0.5 * r * r, delta * (ar - 0.5 * delta))
+
+
+def objective(theta: np.ndarray, logX: np.ndarray, logL: np.ndarray, spec: PowerSumSpec, delta: float,
+              weights: np.ndarray | None = None) -> np.ndarray:
+    """Summed Huber objective for each row of ``theta`` (S, P); ``weights`` (S, n) or None."""
+    theta = np.atleast_2d(theta)
+    logpred, _ = _log_prediction(theta, logX, spec, jac=False)
+    h = _huber(logpred - logL[None, :], delta)
+    return (h if weights is None else h * weights).sum(axis=1)
+
+
+def _derivatives(theta, logX, logL, spec, delta, weights):
+    """Objective (S,), gradient (S, P) and IRLS Gauss-Newton matrix (S, P, P)."""
+    logpred, s = _log_prediction(theta, logX, spec, jac=True)
+    r = logpred - logL[None, :]
+    ar = np.abs(r)
+    w = np.ones_like(r) if weights is None else np.broadcast_to(weights, r.shape)
+    f = (_huber(r, delta) * w).sum(axis=1)
+    k = spec.k
+    jac = np.empty(r.shape + (spec.n_params,))
+    jac[..., :k] = s[..., :k]
+    jac[..., k:2 * k] = -s[..., :k] * logX[None, :, :]
+    if spec.constant:
+        jac[..., 2 * k] = s[..., k]
+    psi = np.clip(r, -delta, delta) * w
+    grad = np.matmul(psi[:, None, :], jac)[:, 0, :]
+    omega = np.where(ar <= delta, 1.0, delta / np.maximum(ar, 1e-300)) * w
+    hess = np.matmul(jac.transpose(0, 2, 1) * omega[:, None, :], jac)
+    return f, grad, hess
+
+
+def batched_minimise(starts: np.ndarray, logX: np.ndarray, logL: np.ndarray, spec: PowerSumSpec, delta: float,
+                     bounds: np.ndarray, weights: np.ndarray | None = None, max_iter: int = 200,
+                     tol: float = 1e-10):
+    """Bounded Levenberg-Marquardt on many independent problems at once.
+
+    Args:
+        starts: (S, P) initial parameter vectors.
+        bounds: (P, 2) lower and upper bounds.
+        weights: (S, n) per-problem run weights (bootstrap multiplicities) or None.
+    Returns:
+        theta (S, P), objective (S,), converged (S,) bool.
+    """
+    lo, hi = bounds[:, 0], bounds[:, 1]
+    theta = np.clip(np.array(starts, dtype=float), lo, hi)
+    S, P = theta.shape
+    f = np.empty(S)
+    grad = np.empty((S, P))
+    hess = np.empty((S, P, P))
+    step_rows = max(1, _CHUNK_ELEMENTS // max(1, logL.size))
+    for i in range(0, S, step_rows):
+        sl = slice(i, i + step_rows)
+        f[sl], grad[sl], hess[sl] = _derivatives(theta[sl], logX, logL, spec, delta,
+                                                 None if weights is None else weights[sl])
+    lam = np.full(S, 1e-3)
+    active = np.ones(S, dtype=bool)
+    converged = np.zeros(S, dtype=bool)
+    eye = np.eye(P)
+    for it in range(max_iter):
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
+            break
+        for j in range(0, idx.size, step_rows):
+            sub = idx[j:j + step_rows]
+            H, g = hess[sub], grad[sub]
+            diag = np.einsum("spp->sp", H)
+            damp = H + lam[sub, None, None] * (diag[:, :, None] * eye + 1e-9 * eye)
+            try:
+                step = np.linalg.solve(damp, -g[..., None])[..., 0]
+            except np.linalg.LinAlgError:
+                step = -g / (np.abs(diag) + lam[sub, None] + 1e-9)
+            trial = np.clip(theta[sub] + step, lo, hi)
+            w_sub = None if weights is None else weights[sub]
+            f_new, g_new, h_new = _derivatives(trial, logX, logL, spec, delta, w_sub)
+            better = np.isfinite(f_new) & (f_new <= f[sub])
+            gain = np.where(better, (f[sub] - f_new) / np.maximum(np.abs(f[sub]), 1e-300), 0.0)
+            moved = np.abs(trial - theta[sub]).max(axis=1)
+            acc = sub[better]
+            theta[acc], f[acc], grad[acc], hess[acc] = trial[better], f_new[better], g_new[better], h_new[better]
+            lam[sub] = np.where(better, np.maximum(lam[sub] / 3.0, 1e-12), lam[sub] * 4.0)
+            done = (better & ((gain < tol) | (moved < 1e-12))) | (lam[sub] > 1e12)
+            converged[sub[done & better]] = True
+            converged[sub[done & ~better & (lam[sub] > 1e12)]] = True
+            active[sub[done]] = False
+    return theta, f, converged
+
+
+def default_jobs() -> int:
+    """Worker processes for batched work: the CPUs this process may use, at most 8."""
+    try:
+        return max(1, min(8, len(os.sched_getaffinity(0))))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, min(8, os.cpu_count() or 1))
+
+
+def _minimise_rows(args):
+    return batched_minimise(*args[0], **args[1])
+
+
+def parallel_minimise(starts, logX, logL, spec, delta, bounds, weights=None, n_jobs: int | None = None,
+                      min_rows_per_job: int = 256, **kwargs):
+    """:func:`batched_minimise` with the problems split over ``n_jobs`` worker processes.
+
+    Results do not depend on ``n_jobs``: the problems are independent and all randomness (bootstrap
+    weights) is drawn by the caller.
+    """
+    n_jobs = default_jobs() if n_jobs is None else n_jobs
+    S = starts.shape[0]
+    jobs = max(1, min(n_jobs, S // min_rows_per_job))
+    if jobs == 1:
+        return batched_minimise(starts, logX, logL, spec, delta, bounds, weights=weights, **kwargs)
+    cuts = np.array_split(np.arange(S), jobs)
+    work = [((starts[c], logX, logL, spec, delta, bounds), dict(kwargs, weights=None if weights is None else weights[c]))
+            for c in cuts]
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        parts = list(pool.map(_minimise_rows, work))
+    return tuple(np.concatenate([part[i] for part in parts]) for i in range(3))
+
+
+def polish(theta0: np.ndarray, logX, logL, spec: PowerSumSpec, delta: float, bounds: np.ndarray):
+    """Refine one start with scipy's L-BFGS-B and the analytic gradient."""
+    def fun(x):
+        f, g, _ = _derivatives(x[None, :], logX, logL, spec, delta, None)
+        return float(f[0]), g[0]
+
+    res = optimize.minimize(fun, theta0, jac=True, method="L-BFGS-B", bounds=[tuple(b) for b in bounds],
+                            options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-12})
+    return res.x, float(res.fun), bool(res.success) or "ABNORMAL" in str(res.message)
+
+
+def distinct_minima(theta: np.ndarray, f: np.ndarray, n: int, rtol: float = 1e-3) -> np.ndarray:
+    """Indices of up to ``n`` best rows of ``theta`` that differ from each other."""
+    chosen: list[int] = []
+    for i in np.argsort(f):
+        if not np.isfinite(f[i]):
+            continue
+        if all(np.max(np.abs(theta[i] - theta[j]) / (np.abs(theta[j]) + 1e-2)) > rtol for j in chosen):
+            chosen.append(int(i))
+        if len(chosen) == n:
+            break
+    return np.array(chosen, dtype=int)
+
+
+@dataclasses.dataclass
+class EngineResult:
+    theta: np.ndarray            # best parameter vector (P,)
+    objective: float
+    converged: bool
+    minima: np.ndarray           # distinct local minima (M, P), best first
+    minima_objective: np.ndarray
+    n_starts: int
+
+
+def fit_power_sum(logX: np.ndarray, logL: np.ndarray, spec: PowerSumSpec, starts: np.ndarray, bounds: np.ndarray,
+                  delta: float, n_keep: int = 64, prune_after: int = 6, n_polish: int = 4,
+                  n_jobs: int | None = None) -> EngineResult:
+    """Multi-start fit of one data set (see module docstring)."""
+    theta, f, conv = parallel_minimise(starts, logX, logL, spec, delta, bounds, n_jobs=n_jobs, max_iter=prune_after)
+    keep = np.argsort(np.where(np.isfinite(f), f, np.inf))[:n_keep]
+    theta_k, f_k, conv_k = batched_minimise(theta[keep], logX, logL, spec, delta, bounds)
+    theta[keep], f[keep], conv[keep] = theta_k, f_k, conv_k
+    conv[np.setdiff1d(np.arange(len(f)), keep)] = False
+    cand = distinct_minima(theta, f, n_polish)
+    polished = [polish(theta[i], logX, logL, spec, delta, bounds) for i in cand]
+    thetas = np.array([p[0] for p in polished])
+    objs = np.array([p[1] for p in polished])
+    order = np.argsort(objs)
+    best = order[0]
+    ok = polished[best][1] <= f[cand[best]] + 1e-12 and (polished[best][2] or conv[cand[best]])
+    return EngineResult(theta=thetas[best], objective=float(objs[best]), converged=bool(ok),
+                        minima=thetas[order], minima_objective=objs[order], n_starts=len(starts))
+
+
+def bootstrap_power_sum(logX: np.ndarray, logL: np.ndarray, spec: PowerSumSpec, warm: np.ndarray, bounds: np.ndarray,
+                        delta: float, n_resamples: int, rng: np.random.Generator,
+                        groups: np.ndarray | None = None, n_jobs: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Refit on ``n_resamples`` bootstrap resamples of the runs.
+
+    Args:
+        warm: (M, P) starts for every resample (the distinct minima of the full fit).
+        groups: optional group label per run; resampling is then done within each group.
+    Returns:
+        theta (R, P) of the best start of each resample, and the converged flag (R,).
+    """
+    n = logL.size
+    weights = multinomial_weights(n, n_resamples, rng, groups)
+    M = warm.shape[0]
+    starts = np.repeat(warm[None, :, :], n_resamples, axis=0).reshape(-1, warm.shape[1])
+    w = np.repeat(weights, M, axis=0)
+    theta, f, conv = parallel_minimise(starts, logX, logL, spec, delta, bounds, weights=w, n_jobs=n_jobs)
+    f = f.reshape(n_resamples, M)
+    pick = np.argmin(np.where(np.isfinite(f), f, np.inf), axis=1)
+    theta = theta.reshape(n_resamples, M, -1)[np.arange(n_resamples), pick]
+    conv = conv.reshape(n_resamples, M)[np.arange(n_resamples), pick]
+    return theta, conv
+
+
+def multinomial_weights(n: int, n_resamples: int, rng: np.random.Generator, groups: np.ndarray | None = None) -> np.ndarray:
+    """Bootstrap multiplicities (R, n): how often each run appears in each resample."""
+    if groups is None:
+        return rng.multinomial(n, np.full(n, 1.0 / n), size=n_resamples).astype(float)
+    weights = np.zeros((n_resamples, n))
+    for g in np.unique(groups):
+        members = np.flatnonzero(groups == g)
+        weights[:, members] = rng.multinomial(members.size, np.full(members.size, 1.0 / members.size), size=n_resamples)
+    return weights
+
+
+def at_bounds(theta: np.ndarray, bounds: np.ndarray, rtol: float = 1e-6) -> np.ndarray:
+    """Boolean mask of parameters sitting on a bound."""
+    span = bounds[:, 1] - bounds[:, 0]
+    return (np.abs(theta - bounds[:, 0]) <= rtol * span) | (np.abs(theta - bounds[:, 1]) <= rtol * span)

@@ -1,0 +1,131 @@
+"""Static figures (matplotlib, PNG + SVG) of fits: loss vs compute with the fitted frontier,
+IsoFLOP profiles with their minima, N_opt and D_opt vs C with intervals, and residuals.
+
+Every axis names its convention (which parameters N counts, C = 6ND) and every figure its data.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+N_LABEL = {"n_total": "N (all parameters)", "n_nonembedding": "N (non-embedding parameters)",
+           "n_active": "N (active parameters)"}
+C_LABEL = {"6ND": "training compute C = 6·N·D [FLOPs]", "6ND+attn": "training compute C = 6·N·D + attention [FLOPs]"}
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig, out: Path, stem: str) -> list[str]:
+    paths = []
+    for ext in ("png", "svg"):
+        p = out / f"{stem}.{ext}"
+        fig.savefig(p, dpi=130, bbox_inches="tight")
+        paths.append(str(p))
+    _plt().close(fig)
+    return paths
+
+
+def fit_figures(report: dict, N, D, C, L, out: str | Path, *, title: str = "") -> list[str]:
+    """Write the fit figures for a :func:`scalinglab.analysis.fit_runs` report; returns the paths."""
+    plt = _plt()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    sel = report["selection"]
+    nlab, clab = N_LABEL.get(sel["n_convention"], "N"), C_LABEL.get(sel["flop_convention"], "C")
+    N, D, C, L = (np.asarray(x, float) for x in (N, D, C, L))
+    paths: list[str] = []
+    fits = report["fits"]
+    chin = fits.get("chinchilla", {}).get("law")
+    iso = fits.get("approach2", {}).get("law")
+    note = f"{len(L)} runs; {sel['n_convention']}, C={sel['flop_convention']}" + (f"; {title}" if title else "")
+
+    # loss vs compute with the fitted frontier
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    sc = ax.scatter(C, L, c=np.log10(N), cmap="viridis", s=18, zorder=3)
+    fig.colorbar(sc, ax=ax, label=f"log10 {nlab}")
+    if chin is not None:
+        cgrid = np.logspace(np.log10(C.min()) - 0.3, np.log10(C.max()) + 1.0, 120)
+        n_opt, d_opt = chin.compute_optimal(cgrid)
+        ax.plot(cgrid, chin.predict(n_opt, d_opt), color="C3", lw=1.6, label="Chinchilla fit: compute-optimal frontier")
+        if chin.has_intervals:
+            pb = chin.bootstrap_params_
+            nb, db = chin.compute_optimal_samples(cgrid)
+            lb = chin._predict_from({k: v[:, None] for k, v in pb.items()}, nb, db)
+            lo, hi = np.percentile(lb, [2.5, 97.5], axis=0)
+            ax.fill_between(cgrid, lo, hi, color="C3", alpha=0.2, label="95% bootstrap interval")
+        ax.axvline(C.max(), color="grey", ls=":", lw=1, label="largest fitted C (extrapolation beyond)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(clab)
+    ax.set_ylabel("final loss [nats/token]")
+    ax.set_title(f"Loss vs compute ({note})", fontsize=9)
+    ax.legend(fontsize=7)
+    paths += _save(fig, out, "loss_vs_compute")
+
+    if iso is not None:
+        fig, ax = plt.subplots(figsize=(6.4, 4.4))
+        cmap = plt.get_cmap("plasma")
+        for j, b in enumerate(iso.budgets_):
+            col = cmap(j / max(1, len(iso.budgets_) - 1) * 0.85)
+            n = np.array(b["N"])
+            ax.scatter(n, b["loss"], color=col, s=16, zorder=3)
+            x = np.linspace(np.log(n.min()) - 0.2, np.log(n.max()) + 0.2, 60)
+            c0, c1, c2 = b["coef"]
+            ax.plot(np.exp(x), c0 + c1 * x + c2 * x ** 2, color=col, lw=1.2, label=f"C={b['C']:.2g}")
+            ax.scatter([b["N_opt"]], [b["loss_min"]], marker="*" if not b["edge"] else "x", s=90, color=col,
+                       edgecolor="k", zorder=4)
+        ax.set_xscale("log")
+        ax.set_xlabel(nlab)
+        ax.set_ylabel("final loss [nats/token]")
+        ax.set_title(f"IsoFLOP profiles, parabola in log N; ★ = minimum, x = at grid edge ({note})", fontsize=8)
+        ax.legend(fontsize=7, ncol=2)
+        paths += _save(fig, out, "isoflops")
+
+    frontiers = {k: fits[k]["law"] for k in ("approach1", "approach2", "chinchilla") if "law" in fits.get(k, {})}
+    if frontiers:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+        cgrid = np.logspace(np.log10(C.min()) - 0.3, np.log10(C.max()) + 1.0, 80)
+        for i, (name, law) in enumerate(frontiers.items()):
+            n_opt, d_opt = law.compute_optimal(cgrid)
+            iv = law.intervals()
+            for ax, y, key in ((axes[0], n_opt, "a"), (axes[1], d_opt, "b")):
+                lab = f"{name}: {key}={law.all_params()[key]:.3f}"
+                if key in iv:
+                    lab += f" [{iv[key][0]:.3f}, {iv[key][1]:.3f}]"
+                ax.plot(cgrid, y, color=f"C{i}", label=lab)
+            try:
+                (nlo, nhi), (dlo, dhi) = law.compute_optimal_interval(cgrid) if hasattr(law, "compute_optimal_interval") \
+                    else law.frontier_.compute_optimal_interval(cgrid)
+                axes[0].fill_between(cgrid, nlo, nhi, color=f"C{i}", alpha=0.15)
+                axes[1].fill_between(cgrid, dlo, dhi, color=f"C{i}", alpha=0.15)
+            except (RuntimeError, AttributeError, TypeError, KeyError):
+                pass
+            if name == "approach2":
+                axes[0].scatter([b["C"] for b in law.budgets_], [b["N_opt"] for b in law.budgets_], color=f"C{i}", s=20)
+                axes[1].scatter([b["C"] for b in law.budgets_], [b["D_opt"] for b in law.budgets_], color=f"C{i}", s=20)
+        for ax, ylab in ((axes[0], f"N_opt: {nlab}"), (axes[1], "D_opt [tokens]")):
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel(clab)
+            ax.set_ylabel(ylab)
+            ax.legend(fontsize=7)
+        fig.suptitle(f"Compute-optimal allocation, 95% bootstrap bands ({note})", fontsize=9)
+        paths += _save(fig, out, "optimal_allocation")
+
+    if chin is not None:
+        fig, ax = plt.subplots(figsize=(6.4, 3.6))
+        res = np.log(L) - np.log(chin.predict(N, D))
+        ax.scatter(C, res, s=14, c=np.log10(N), cmap="viridis")
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel(clab)
+        ax.set_ylabel("log(actual / predicted loss)")
+        ax.set_title(f"Chinchilla-law residuals ({note})", fontsize=9)
+        paths += _save(fig, out, "residuals")
+    return paths
