@@ -45,7 +45,8 @@ def effective_params(N, U_N, R_N_star):
 class DataConstrainedLaw:
     """Loss under data repetition: a Chinchilla base law plus decay constants ``R_D*`` and ``R_N*``.
 
-    Fitting: the base law is fitted on the single-epoch runs (or given), then ``(R_D*, R_N*)`` by the
+    Fitting: the base law is fitted on the single-epoch runs that are no larger than compute-optimal
+    for their data (or given), then ``(R_D*, R_N*)`` by the
     same summed Huber objective on log-loss over all runs; the bootstrap resamples the runs and
     refits both steps, so the intervals carry the base law's uncertainty too.
 
@@ -102,12 +103,7 @@ class DataConstrainedLaw:
             raise FitError(f"fitting R_D*, R_N* needs at least 3 runs with repeated data (D > unique tokens); got {int(repeated.sum())}")
         base = self.base
         if base is None:
-            single = ~repeated
-            base = ChinchillaLaw(huber_delta=self.huber_delta, n_bootstrap=self.n_bootstrap, seed=self.seed)
-            if single.sum() < base.min_runs:
-                raise FitError(f"the base law is fitted on single-epoch runs and needs {base.min_runs}; got {int(single.sum())} "
-                               "(or pass a fitted/preset base law)")
-            base.fit(N[single], D[single], L[single])
+            base = self._fit_base(N, D, L, ~repeated)
         bp = {k: base.params_[k] for k in _BASE}
         if self.fit_repetition:
             (rd, rn), obj = self._fit_decay(bp, N, D, U, L, np.ones_like(L), None)
@@ -132,6 +128,27 @@ class DataConstrainedLaw:
                 out["R_D_star"][r], out["R_N_star"][r] = rd_r, rn_r
             self.bootstrap_params_ = out
         return self
+
+    def _fit_base(self, N, D, L, single):
+        """Fit the base law on runs untouched by either decay: one epoch and ``N <= N_opt(U)``.
+
+        Which runs are oversized depends on the base law itself, so the selection is iterated
+        until it no longer changes.
+        """
+        chosen = single.copy()
+        for _ in range(6):
+            probe = ChinchillaLaw(huber_delta=self.huber_delta, n_bootstrap=0)
+            if chosen.sum() < probe.min_runs:
+                raise FitError(f"the base law is fitted on single-epoch runs no larger than compute-optimal for their "
+                               f"data and needs {probe.min_runs}; got {int(chosen.sum())} (or pass a fitted/preset base law)")
+            probe.fit(N[chosen], D[chosen], L[chosen])
+            nxt = single & (N <= _n_opt_for_tokens(probe.params_, D) * (1 + 1e-6))
+            if np.array_equal(nxt, chosen):
+                break
+            chosen = nxt
+        self.base_runs_ = int(chosen.sum())
+        return ChinchillaLaw(huber_delta=self.huber_delta, n_bootstrap=self.n_bootstrap,
+                             seed=self.seed).fit(N[chosen], D[chosen], L[chosen])
 
     @property
     def has_intervals(self) -> bool:
