@@ -384,6 +384,91 @@ def presets_cmd(as_json: bool = JsonOpt):
         console.print("   " + ", ".join(f"{k}={x:.5g}" for k, x in v["params"].items()))
 
 
+# --------------------------------------------------------------------------------------------- ladder
+@app.command("ladder")
+def ladder_cmd(
+    preset: str = typer.Option("quick", help="smoke (<1 min, checks an install), quick (~15 min on 2 cores), standard, large."),
+    moe: bool = typer.Option(False, "--moe", help="Train an iso-active Mixture-of-Experts ladder beside the dense one."),
+    moe_only: bool = typer.Option(False, "--moe-only", help="Train only the MoE ladder."),
+    budgets: Optional[str] = typer.Option(None, help="Comma-separated compute budgets in FLOPs (C = 6 N_active D)."),
+    sizes_per_budget: Optional[int] = typer.Option(None, help="Model sizes per IsoFLOP budget (>= 3)."),
+    corpus: str = typer.Option("stdlib", help="'stdlib' (the running Python's standard library) or a folder/file/JSONL of text."),
+    tokenizer: str = typer.Option("byte", help="byte or bpe (trained on the corpus with `tokenizers`)."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
+    dtype: str = typer.Option("fp32", help="fp32 or bf16 (autocast)."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile each model."),
+    executor: str = typer.Option("local", help="local (worker processes) or inline (this process)."),
+    workers: int = typer.Option(1, help="Runs at a time (local executor)."),
+    threads: Optional[int] = typer.Option(None, help="Torch threads per worker."),
+    bootstrap: Optional[int] = typer.Option(None, help="Bootstrap resamples for the fits."),
+    verify: bool = typer.Option(True, help="Forecast, then train, a run at 4x the largest budget."),
+    store: Path = StoreOpt,
+    out: Path = typer.Option(Path("scalinglab-out/ladder"), help="Directory for figures."),
+    checkpoints: Path = typer.Option(Path("scalinglab-out/checkpoints"), help="Checkpoint directory."),
+    as_json: bool = JsonOpt,
+):
+    """Train a ladder of small transformers, fit scaling laws, forecast a bigger run, then verify it.
+
+    Re-running skips finished runs, so a killed ladder resumes where it stopped.
+    """
+    import dataclasses as dc
+
+    from .train.executors import make_executor
+    from .train.ladder import PRESETS, run_ladder
+    if preset not in PRESETS:
+        _fail(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    changes: dict = {"corpus": corpus, "tokenizer": tokenizer, "device": device, "dtype": dtype, "compile": compile}
+    if moe or moe_only:
+        changes["families"] = ("moe",) if moe_only else ("dense", "moe")
+    try:
+        if budgets:
+            changes["budgets"] = tuple(parse_quantity(b) for b in budgets.split(","))
+        if sizes_per_budget:
+            changes["sizes_per_budget"] = sizes_per_budget
+        if bootstrap is not None:
+            changes["n_bootstrap"] = bootstrap
+        spec = dc.replace(PRESETS[preset], **changes)
+        ex = make_executor(executor, workers=workers, threads=threads)
+    except ValueError as e:
+        _fail(str(e))
+    log = (lambda m: err.print(m, highlight=False, markup=False)) if as_json else (lambda m: console.print(m, highlight=False, markup=False))
+    try:
+        with RunStore(store) as st:
+            report = run_ladder(spec, st, executor=ex, checkpoint_dir=checkpoints, out=out, verify=verify,
+                                show_progress=not as_json, log=log)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    if as_json:
+        return _emit_json(report)
+    _print_ladder(report)
+
+
+def _print_ladder(report: dict) -> None:
+    tr = report["training"]
+    console.print(f"[bold]ladder[/]: {report['n_runs']} runs; trained {tr['trained']}, skipped {tr['skipped']}, "
+                  f"diverged {tr['diverged']}, failed {tr['failed']} ({report['seconds']:.0f}s)")
+    for family, res in report["families"].items():
+        if "error" in res:
+            console.print(f"[red]{family}: {res['error']}[/]")
+            continue
+        _print_fit_report(dict(res, n_runs=res["n_runs"]), f"the {family} ladder")
+        v = res.get("verification")
+        if v and "actual_loss" in v:
+            console.print(f"[bold]{family} verification[/] at C={v['compute_flops']:.3g} "
+                          f"({v['extrapolation']['compute_over_max_fitted']:.1f}x the largest fitted budget), N={_q(v['N'])}, "
+                          f"D={_q(v['D'])}: forecast {v['predicted_loss']:.4f} [{v['interval'][0]:.4f}, {v['interval'][1]:.4f}], "
+                          f"actual {v['actual_loss']:.4f} ({v['relative_error']:+.2%}; inside: {v['inside_interval']})")
+        elif v:
+            console.print(f"[yellow]{family} verification[/]: {v.get('error') or v.get('status')}")
+    if "moe_vs_dense" in report:
+        table = Table(title="MoE compute multiplier (dense compute reaching the MoE loss / MoE compute)")
+        for col in ("budget", "MoE loss", "multiplier"):
+            table.add_column(col, justify="right")
+        for r in report["moe_vs_dense"]["budgets"]:
+            table.add_row(f"{r['budget']:.3g}", f"{r['moe_loss']:.4f}", "-" if r["multiplier"] is None else f"{r['multiplier']:.2f}x")
+        console.print(table)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -1,0 +1,139 @@
+"""Frozen, keyword-only configs: the only inputs to a model and to a run. Derived sizes live in
+:func:`derived_sizes`."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """A decoder-only transformer: pre-norm, RMSNorm, rotary positions, SwiGLU or GELU MLP.
+
+    ``n_experts > 0`` makes every MLP a Mixture of Experts with a learned top-``top_k`` router.
+    With ``iso_active=True`` each expert's hidden width is ``d_ff / top_k``, so the MoE model has
+    the same active parameters as the dense model of the same shape.
+    """
+
+    vocab_size: int = 256
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    d_ff: int | None = None          # default: 8/3 d_model (SwiGLU) or 4 d_model (GELU), rounded to 8
+    mlp: str = "swiglu"              # "swiglu" | "gelu"
+    tied_embeddings: bool = True
+    seq_len: int = 128
+    n_experts: int = 0
+    top_k: int = 2
+    iso_active: bool = True
+    expert_d_ff: int | None = None   # overrides the iso-active width
+    router_aux_coef: float = 0.01    # Switch-Transformer load-balancing loss weight
+    router_z_coef: float = 1e-3      # router z-loss weight (0 disables)
+    attn_impl: str = "sdpa"          # "sdpa" (fused) | "math" (explicit matmuls)
+
+    def __post_init__(self):
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+        if (self.d_model // self.n_heads) % 2:
+            raise ValueError("head dimension must be even for rotary embeddings")
+        if self.mlp not in ("swiglu", "gelu"):
+            raise ValueError(f"mlp must be 'swiglu' or 'gelu', not {self.mlp!r}")
+        if self.n_experts and not 1 <= self.top_k <= self.n_experts:
+            raise ValueError(f"top_k={self.top_k} must be in [1, n_experts={self.n_experts}]")
+        if self.attn_impl not in ("sdpa", "math"):
+            raise ValueError(f"attn_impl must be 'sdpa' or 'math', not {self.attn_impl!r}")
+
+    @property
+    def is_moe(self) -> bool:
+        return self.n_experts > 0
+
+
+def derived_sizes(cfg: ModelConfig) -> dict:
+    """Every size computed from a config, in one place: head_dim, d_ff, expert_d_ff."""
+    if cfg.d_ff is not None:
+        d_ff = cfg.d_ff
+    elif cfg.mlp == "swiglu":
+        d_ff = 8 * math.ceil(8 * cfg.d_model / 3 / 8)
+    else:
+        d_ff = 4 * cfg.d_model
+    expert_d_ff = cfg.expert_d_ff or (max(1, d_ff // cfg.top_k) if cfg.iso_active else d_ff)
+    return {"head_dim": cfg.d_model // cfg.n_heads, "d_ff": d_ff, "expert_d_ff": expert_d_ff if cfg.is_moe else 0}
+
+
+HORIZON_KINDS = ("steps", "tokens", "flops", "tokens_per_param")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """Everything that defines one training run (and so its key in the store).
+
+    The horizon is exactly one of ``steps``, ``tokens``, ``flops`` (C = 6 N D, N = active
+    parameters) or ``tokens_per_param``; it is resolved to a step count by :func:`resolve_horizon`.
+    """
+
+    model: ModelConfig
+    corpus: str = "stdlib"
+    tokenizer: str = "byte"
+    horizon: str = "tokens"
+    horizon_value: float = 1e6
+    batch_size: int = 16
+    lr: float = 3e-3
+    min_lr_frac: float = 0.1
+    warmup_frac: float = 0.05
+    schedule: str = "cosine"         # "cosine" | "wsd"
+    optimizer: str = "adamw"         # "adamw" | "muon"
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    seed: int = 0
+    n_evals: int = 8
+    eval_tokens: int = 32768
+    device: str = "cpu"
+    dtype: str = "fp32"              # "fp32" | "bf16" (autocast)
+    compile: bool = False
+    diverge_factor: float = 1.5      # loss above this x the initial loss after warmup = diverged
+
+    def __post_init__(self):
+        if self.horizon not in HORIZON_KINDS:
+            raise ValueError(f"horizon must be one of {', '.join(HORIZON_KINDS)}, not {self.horizon!r}")
+        if not self.horizon_value > 0:
+            raise ValueError(f"horizon value must be positive, got {self.horizon_value}")
+        if self.schedule not in ("cosine", "wsd"):
+            raise ValueError(f"schedule must be 'cosine' or 'wsd', not {self.schedule!r}")
+        if self.optimizer not in ("adamw", "muon"):
+            raise ValueError(f"optimizer must be 'adamw' or 'muon', not {self.optimizer!r}")
+        if self.dtype not in ("fp32", "bf16"):
+            raise ValueError(f"dtype must be 'fp32' or 'bf16', not {self.dtype!r}")
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.model.seq_len
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def key_dict(self) -> dict:
+        """The fields that change results (device/compile/dtype of execution included; nothing cosmetic)."""
+        return self.to_dict()
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        d = dict(d)
+        d["model"] = ModelConfig(**d["model"])
+        return cls(**d)
+
+
+def resolve_horizon(cfg: RunConfig, n_active: float) -> dict:
+    """Turn the one horizon given into steps, tokens, FLOPs (6 N_active D) and tokens per parameter."""
+    tps = cfg.tokens_per_step
+    if cfg.horizon == "steps":
+        steps = int(cfg.horizon_value)
+    elif cfg.horizon == "tokens":
+        steps = math.ceil(cfg.horizon_value / tps)
+    elif cfg.horizon == "flops":
+        steps = math.ceil(cfg.horizon_value / (6.0 * n_active) / tps)
+    else:
+        steps = math.ceil(cfg.horizon_value * n_active / tps)
+    steps = max(steps, 1)
+    tokens = steps * tps
+    return {"steps": steps, "tokens": tokens, "flops_6nd": 6.0 * n_active * tokens,
+            "tokens_per_param": tokens / n_active, "given": f"{cfg.horizon}={cfg.horizon_value:g}"}

@@ -1,0 +1,140 @@
+"""Executors run training tasks and hand results back to the driver, which alone writes the store.
+
+* ``LocalExecutor``: one or more worker processes on this machine (a crashed worker marks its run
+  failed and a fresh worker takes the next one).
+* ``InlineExecutor``: in the driver's own process (debugging, tests).
+"""
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing as mp
+import queue as queue_mod
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Callable, Protocol
+
+from .config import RunConfig
+from .run import RunResult, train_run
+
+
+@dataclasses.dataclass
+class Task:
+    """One run to execute: its config, where checkpoints go, and the driver's label for it."""
+
+    key: str
+    config: dict
+    checkpoint_dir: str | None = None
+
+
+class Executor(Protocol):
+    def run(self, tasks: list[Task], on_progress: Callable[[str, dict], None],
+            on_result: Callable[[Task, RunResult | None, str | None], None]) -> None:
+        """Run every task; call ``on_progress(key, info)`` while training and
+        ``on_result(task, result, error)`` once per task (``result`` None when it crashed)."""
+
+
+_worker_queue = None
+
+
+def _init_worker(q, threads):
+    global _worker_queue
+    _worker_queue = q
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
+
+
+def _execute(task: Task) -> RunResult:
+    cfg = RunConfig.from_dict(task.config)
+
+    def report(info):
+        if _worker_queue is not None:
+            _worker_queue.put((task.key, info))
+
+    return train_run(cfg, checkpoint_dir=task.checkpoint_dir, progress=report)
+
+
+class InlineExecutor:
+    """Runs tasks one after another in this process."""
+
+    def __init__(self, threads: int | None = None):
+        self.threads = threads
+
+    def run(self, tasks, on_progress, on_result):
+        if self.threads:
+            import torch
+            torch.set_num_threads(self.threads)
+        for task in tasks:
+            cfg = RunConfig.from_dict(task.config)
+            try:
+                result = train_run(cfg, checkpoint_dir=task.checkpoint_dir, progress=lambda i, k=task.key: on_progress(k, i))
+            except Exception as e:  # noqa: BLE001 - report and go on with the ladder
+                on_result(task, None, f"{type(e).__name__}: {e}")
+                continue
+            on_result(task, result, None)
+
+
+class LocalExecutor:
+    """Worker processes on this machine (spawned, so CUDA and threads start clean).
+
+    Args:
+        workers: runs at a time (on a 2-core CPU, 1 worker with 2 threads is fastest).
+        threads: torch threads per worker (default: torch's choice).
+    """
+
+    def __init__(self, workers: int = 1, threads: int | None = None):
+        self.workers = workers
+        self.threads = threads
+
+    def run(self, tasks, on_progress, on_result):
+        ctx = mp.get_context("spawn")
+        manager = ctx.Manager()
+        q = manager.Queue()
+        pending = list(tasks)
+        try:
+            while pending:
+                pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_init_worker,
+                                           initargs=(q, self.threads))
+                futures = {}
+                broken = False
+                try:
+                    while (pending or futures) and not broken:
+                        while pending and len(futures) < self.workers:
+                            t = pending.pop(0)
+                            futures[pool.submit(_execute, t)] = t
+                        done, _ = wait(list(futures), timeout=0.25, return_when=FIRST_COMPLETED)
+                        _drain(q, on_progress)
+                        for fut in done:
+                            task = futures.pop(fut)
+                            try:
+                                on_result(task, fut.result(), None)
+                            except BrokenProcessPool:
+                                on_result(task, None, "worker process died (killed or crashed)")
+                                broken = True
+                            except Exception as e:  # noqa: BLE001
+                                on_result(task, None, f"{type(e).__name__}: {e}")
+                    if broken:  # the others in flight died with the pool: run them again
+                        pending = list(futures.values()) + pending
+                finally:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    _drain(q, on_progress)
+        finally:
+            manager.shutdown()
+
+
+def _drain(q, on_progress):
+    while True:
+        try:
+            key, info = q.get_nowait()
+        except (queue_mod.Empty, EOFError, OSError):
+            return
+        on_progress(key, info)
+
+
+def make_executor(name: str, *, workers: int = 1, threads: int | None = None, **kwargs) -> Executor:
+    """``local`` (processes), ``inline`` (this process) or ``ray`` (a Ray cluster, optional extra)."""
+    if name == "local":
+        return LocalExecutor(workers=workers, threads=threads)
+    if name == "inline":
+        return InlineExecutor(threads=threads)
+    raise ValueError(f"unknown executor {name!r}; choose local or inline")

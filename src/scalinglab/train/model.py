@@ -1,0 +1,199 @@
+"""A small modern GPT in one file: pre-norm blocks, RMSNorm, rotary positions, SwiGLU/GELU MLP.
+
+Shape suffixes: B batch, T time (sequence), D d_model, H heads, K head_dim, F d_ff, V vocab.
+The model answers questions about itself: :meth:`GPT.param_counts` (by group, asserted to sum to
+the real total) and :meth:`GPT.flops_per_token` (counted by structure; active experts only).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import ModelConfig, derived_sizes
+from .moe import MoEMLP
+
+ATTENTION_CONVENTIONS = ("full", "causal")
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x_BTD: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x_BTD, (x_BTD.shape[-1],), self.weight, self.eps)
+
+
+def rotary_tables(seq_len: int, head_dim: int, base: float = 10000.0):
+    inv = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    ang_TK = torch.outer(torch.arange(seq_len, dtype=torch.float32), inv)
+    return ang_TK.cos(), ang_TK.sin()
+
+
+def apply_rotary(x_BHTK: torch.Tensor, cos_TK: torch.Tensor, sin_TK: torch.Tensor) -> torch.Tensor:
+    T = x_BHTK.shape[-2]
+    x1, x2 = x_BHTK[..., 0::2], x_BHTK[..., 1::2]
+    c, s = cos_TK[:T].to(x_BHTK.dtype), sin_TK[:T].to(x_BHTK.dtype)
+    return torch.stack((x1 * c - x2 * s, x1 * s + x2 * c), dim=-1).flatten(-2)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_heads, self.impl = cfg.n_heads, cfg.attn_impl
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+
+    def forward(self, x_BTD, cos_TK, sin_TK, cache=None):
+        B, T, D = x_BTD.shape
+        q, k, v = self.qkv(x_BTD).view(B, T, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)
+        offset = 0 if cache is None else cache["len"]
+        q = apply_rotary(q, cos_TK[offset:], sin_TK[offset:])
+        k = apply_rotary(k, cos_TK[offset:], sin_TK[offset:])
+        if cache is not None:
+            if cache.get("k") is not None:
+                k = torch.cat([cache["k"], k], dim=2)
+                v = torch.cat([cache["v"], v], dim=2)
+            cache["k"], cache["v"] = k, v
+        causal = cache is None or offset == 0
+        if self.impl == "sdpa" and (causal or T == 1):
+            y_BHTK = F.scaled_dot_product_attention(q, k, v, is_causal=causal and T > 1)
+        else:
+            att = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+            S = k.shape[2]
+            mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(diagonal=S - T)
+            y_BHTK = att.masked_fill(~mask, float("-inf")).softmax(-1) @ v
+        return self.proj(y_BHTK.transpose(1, 2).reshape(B, T, D))
+
+
+class MLP(nn.Module):
+    def __init__(self, d_model: int, d_ff: int, kind: str):
+        super().__init__()
+        self.kind = kind
+        self.up = nn.Linear(d_model, (2 if kind == "swiglu" else 1) * d_ff, bias=False)
+        self.down = nn.Linear(d_ff, d_model, bias=False)
+
+    def forward(self, x_BTD):
+        h = self.up(x_BTD)
+        if self.kind == "swiglu":
+            gate, val = h.chunk(2, dim=-1)
+            h = F.silu(gate) * val
+        else:
+            h = F.gelu(h)
+        return self.down(h)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        sizes = derived_sizes(cfg)
+        self.norm1, self.norm2 = RMSNorm(cfg.d_model), RMSNorm(cfg.d_model)
+        self.attn = Attention(cfg)
+        self.mlp = MoEMLP(cfg, sizes["expert_d_ff"]) if cfg.is_moe else MLP(cfg.d_model, sizes["d_ff"], cfg.mlp)
+
+    def forward(self, x_BTD, cos_TK, sin_TK, cache=None):
+        x_BTD = x_BTD + self.attn(self.norm1(x_BTD), cos_TK, sin_TK, cache)
+        return x_BTD + self.mlp(self.norm2(x_BTD))
+
+
+class GPT(nn.Module):
+    """Decoder-only transformer (dense or MoE) over ``ModelConfig``."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.norm = RMSNorm(cfg.d_model)
+        self.head = None if cfg.tied_embeddings else nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        cos, sin = rotary_tables(cfg.seq_len, cfg.d_model // cfg.n_heads)
+        self.register_buffer("cos_TK", cos, persistent=False)
+        self.register_buffer("sin_TK", sin, persistent=False)
+        self.apply(self._init)
+        for name, p in self.named_parameters():
+            if name.endswith("proj.weight") or name.endswith("down.weight") or name.endswith("w_down"):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_layers))
+
+    @staticmethod
+    def _init(m):
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.02)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def forward(self, idx_BT: torch.Tensor, targets_BT: torch.Tensor | None = None, caches=None):
+        """Logits (B, T, V), the cross-entropy (nats/token, no auxiliary terms) and the router's
+        auxiliary losses and per-expert load (empty for dense models)."""
+        x = self.embed(idx_BT)
+        for i, block in enumerate(self.blocks):
+            x = block(x, self.cos_TK, self.sin_TK, None if caches is None else caches[i])
+        x = self.norm(x)
+        logits_BTV = x @ self.embed.weight.t() if self.head is None else self.head(x)
+        loss = None
+        if targets_BT is not None:
+            loss = F.cross_entropy(logits_BTV.float().flatten(0, 1), targets_BT.flatten())
+        aux = {}
+        if self.cfg.is_moe:
+            stats = [b.mlp.last_stats for b in self.blocks]
+            aux = {"load_balance": torch.stack([s["load_balance"] for s in stats]).mean(),
+                   "z_loss": torch.stack([s["z_loss"] for s in stats]).mean(),
+                   "expert_load": torch.stack([s["load"] for s in stats]).detach()}
+        return logits_BTV, loss, aux
+
+    def training_loss(self, loss: torch.Tensor, aux: dict) -> torch.Tensor:
+        """Cross-entropy plus the router's weighted auxiliary losses (training only)."""
+        if not aux:
+            return loss
+        return loss + self.cfg.router_aux_coef * aux["load_balance"] + self.cfg.router_z_coef * aux["z_loss"]
+
+    # -- the model answers questions about itself ---------------------------------------------------
+    def param_counts(self) -> dict[str, int]:
+        """Parameters by group; ``total`` is asserted equal to the real parameter count.
+
+        ``nonembedding`` excludes the token embedding and an untied output head (Kaplan et al. 2020);
+        ``active`` counts the top-k experts only.
+        """
+        cfg, sizes = self.cfg, derived_sizes(self.cfg)
+        D, L = cfg.d_model, cfg.n_layers
+        c = {"embedding": cfg.vocab_size * D, "head": 0 if cfg.tied_embeddings else cfg.vocab_size * D,
+             "attention": L * 4 * D * D, "norms": (2 * L + 1) * D, "mlp": 0, "router": 0,
+             "experts_total": 0, "experts_active": 0}
+        mult = 3 if cfg.mlp == "swiglu" else 2
+        if cfg.is_moe:
+            per_expert = mult * D * sizes["expert_d_ff"]
+            c["router"] = L * D * cfg.n_experts
+            c["experts_total"] = L * cfg.n_experts * per_expert
+            c["experts_active"] = L * cfg.top_k * per_expert
+        else:
+            c["mlp"] = L * mult * D * sizes["d_ff"]
+        c["total"] = c["embedding"] + c["head"] + c["attention"] + c["norms"] + c["mlp"] + c["router"] + c["experts_total"]
+        c["nonembedding"] = c["total"] - c["embedding"] - c["head"]
+        c["active"] = c["total"] - c["experts_total"] + c["experts_active"]
+        c["active_nonembedding"] = c["active"] - c["embedding"] - c["head"]
+        real = sum(p.numel() for p in self.parameters())
+        assert c["total"] == real, f"param_counts total {c['total']} != real {real}"
+        return c
+
+    def flops_per_token(self, seq_len: int | None = None, attention: str = "full") -> dict[str, float]:
+        """Forward matmul FLOPs per token, by structure (active experts only).
+
+        ``attention="full"`` counts QK^T and AV over the whole T x T matrix (4 T D per layer, what a
+        matmul-level counter sees); ``"causal"`` counts the unmasked half. The embedding lookup is no
+        matmul; a tied head is one (V x D). ``training`` = 3 x ``forward`` (backward = 2 x forward).
+        """
+        if attention not in ATTENTION_CONVENTIONS:
+            raise ValueError(f"attention convention must be one of {ATTENTION_CONVENTIONS}")
+        cfg, sizes = self.cfg, derived_sizes(self.cfg)
+        T = cfg.seq_len if seq_len is None else seq_len
+        D, L = cfg.d_model, cfg.n_layers
+        mult = 3 if cfg.mlp == "swiglu" else 2
+        dense = {"attention_proj": 2 * L * 4 * D * D,
+                 "attention_scores": 4 * L * T * D * (0.5 if attention == "causal" else 1.0),
+                 "mlp": 2 * L * mult * D * (cfg.top_k * sizes["expert_d_ff"] if cfg.is_moe else sizes["d_ff"]),
+                 "router": 2 * L * D * cfg.n_experts, "head": 2 * D * cfg.vocab_size}
+        fwd = float(sum(dense.values()))
+        return dict(dense, forward=fwd, training=3 * fwd, attention_convention=attention)

@@ -1,0 +1,239 @@
+"""One training run: horizon resolved up front, warmup + cosine/WSD schedule, AdamW or Muon,
+log-spaced evaluation on fixed held-out tokens, divergence detection, exact checkpoint/resume."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..store import Run, config_hash
+from .checkpoint import load_latest, save_checkpoint
+from .config import RunConfig, resolve_horizon
+from .data import TokenData, eval_windows, get_batch, load_tokens
+from .model import GPT
+
+
+@dataclasses.dataclass
+class RunResult:
+    run_id: str
+    status: str                    # finished | diverged | interrupted
+    final_loss: float | None
+    curve: list[dict]
+    param_counts: dict
+    flops_per_token: dict
+    horizon: dict
+    seconds: float
+    tokens_per_s: float
+    achieved_flops_per_s: float
+    data: dict
+    resumed_from_step: int = 0
+    expert_load: list | None = None
+    reason: str | None = None
+    checkpoint_problems: list = dataclasses.field(default_factory=list)
+
+
+def run_id_of(cfg: RunConfig) -> str:
+    return config_hash(cfg.key_dict())
+
+
+def lr_at(cfg: RunConfig, step: int, total: int) -> float:
+    """Learning rate at ``step`` (0-based) of ``total``: linear warmup, then cosine or WSD decay."""
+    warmup = max(1, round(cfg.warmup_frac * total))
+    lo = cfg.lr * cfg.min_lr_frac
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    if cfg.schedule == "cosine":
+        return lo + 0.5 * (1 + math.cos(math.pi * progress)) * (cfg.lr - lo)
+    decay_start = 0.8  # WSD: stable for 80% of the post-warmup steps, then linear decay
+    if progress < decay_start:
+        return cfg.lr
+    return cfg.lr + (lo - cfg.lr) * (progress - decay_start) / (1 - decay_start)
+
+
+def eval_steps(total: int, n: int) -> list[int]:
+    """Log-spaced steps (1-based counts of finished steps) at which to evaluate, ending at ``total``."""
+    pts = np.unique(np.round(np.geomspace(max(1, total / 64), total, n)).astype(int))
+    return sorted(set(pts.tolist()) | {total})
+
+
+def make_optimizers(model: GPT, cfg: RunConfig) -> list[torch.optim.Optimizer]:
+    matrices = [p for n, p in model.named_parameters() if p.ndim >= 2 and not n.startswith("embed") and not n.startswith("head")]
+    others = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and not n.startswith("embed") and not n.startswith("head"))]
+    embed = [p for n, p in model.named_parameters() if n.startswith(("embed", "head"))]
+    rest = [p for p in others if all(p is not q for q in embed)]
+    if cfg.optimizer == "adamw":
+        return [torch.optim.AdamW([{"params": matrices + embed, "weight_decay": cfg.weight_decay},
+                                   {"params": rest, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8)]
+    muon_params = [p for p in matrices if p.ndim == 2]
+    adam_params = [p for p in matrices if p.ndim != 2]
+    return [torch.optim.Muon(muon_params, lr=cfg.lr, weight_decay=cfg.weight_decay, adjust_lr_fn="match_rms_adamw"),
+            torch.optim.AdamW([{"params": embed + adam_params, "weight_decay": cfg.weight_decay},
+                               {"params": rest, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))]
+
+
+@torch.no_grad()
+def evaluate(model: GPT, windows: np.ndarray, cfg: RunConfig, batch: int = 32) -> float:
+    """Mean cross-entropy (nats/token, no auxiliary losses) on the fixed held-out windows."""
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(windows), batch):
+        w = torch.from_numpy(windows[i:i + batch]).to(cfg.device)
+        with _autocast(cfg):
+            _, loss, _ = model(w[:, :-1], w[:, 1:])
+        n = w[:, 1:].numel()
+        total += float(loss) * n
+        count += n
+    model.train()
+    return total / count
+
+
+def _autocast(cfg: RunConfig):
+    if cfg.dtype == "bf16":
+        return torch.autocast(device_type=torch.device(cfg.device).type, dtype=torch.bfloat16)
+    return torch.autocast(device_type=torch.device(cfg.device).type, enabled=False)
+
+
+def train_run(cfg: RunConfig, *, checkpoint_dir: str | Path | None = None, data: TokenData | None = None,
+              progress: Callable[[dict], None] | None = None, stop_after_steps: int | None = None,
+              checkpoint_every_s: float = 60.0, threads: int | None = None) -> RunResult:
+    """Train one model as ``cfg`` says, resuming from the newest valid checkpoint in ``checkpoint_dir``.
+
+    Args:
+        stop_after_steps: stop (with a checkpoint) once this many steps are done in total; the run
+            is then ``interrupted`` and a later call resumes it.
+        progress: called about twice a second with step, loss, tokens/s, FLOP/s and ETA.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    run_id = run_id_of(cfg)
+    data = data or load_tokens(cfg.corpus, cfg.tokenizer)
+    if data.vocab_size != cfg.model.vocab_size:
+        raise ValueError(f"model vocab_size {cfg.model.vocab_size} != tokenizer vocab {data.vocab_size}")
+    torch.manual_seed(cfg.seed)
+    model = GPT(cfg.model).to(cfg.device)
+    counts = model.param_counts()
+    fpt = model.flops_per_token()
+    horizon = resolve_horizon(cfg, counts["active"])
+    total = horizon["steps"]
+    optims = make_optimizers(model, cfg)
+    evals = eval_steps(total, cfg.n_evals)
+    windows = eval_windows(data.val, cfg.model.seq_len, cfg.eval_tokens)
+    step, curve, init_loss, problems = 0, [], None, []
+    ckpt_dir = Path(checkpoint_dir) / run_id if checkpoint_dir else None
+    if ckpt_dir is not None:
+        state, problems = load_latest(ckpt_dir)
+        if state is not None:
+            if state["run_id"] != run_id:
+                raise RuntimeError(f"checkpoint in {ckpt_dir} belongs to run {state['run_id']}, not {run_id}")
+            model.load_state_dict(state["model"])
+            for opt, s in zip(optims, state["optimizers"]):
+                opt.load_state_dict(s)
+            torch.set_rng_state(state["torch_rng"])
+            step, curve, init_loss = int(state["step"]), list(state["curve"]), state["init_loss"]
+    resumed_from = step
+    stepper = torch.compile(model) if cfg.compile else model
+
+    def checkpoint():
+        if ckpt_dir is not None:
+            save_checkpoint(ckpt_dir, step, {"run_id": run_id, "config": cfg.to_dict(), "step": step,
+                                             "model": model.state_dict(),
+                                             "optimizers": [o.state_dict() for o in optims],
+                                             "torch_rng": torch.get_rng_state(), "curve": curve,
+                                             "init_loss": init_loss, "data_position": {"seed": cfg.seed, "step": step}})
+
+    t0 = time.perf_counter()
+    last_ckpt = last_report = t0
+    smoothed, status, reason, load = None, "finished", None, None
+    tokens_per_step = cfg.tokens_per_step
+    warmup = max(1, round(cfg.warmup_frac * total))
+    while step < total:
+        x, y = get_batch(data.train, cfg.model.seq_len, cfg.batch_size, cfg.seed, step)
+        x, y = torch.from_numpy(x).to(cfg.device), torch.from_numpy(y).to(cfg.device)
+        lr = lr_at(cfg, step, total)
+        for opt in optims:
+            for g in opt.param_groups:
+                g["lr"] = lr
+        with _autocast(cfg):
+            _, loss, aux = stepper(x, y)
+            objective = model.training_loss(loss, aux)
+        for opt in optims:
+            opt.zero_grad(set_to_none=True)
+        objective.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        for opt in optims:
+            opt.step()
+        step += 1
+        lv = float(loss.detach())
+        if init_loss is None:
+            init_loss = lv
+        smoothed = lv if smoothed is None else 0.9 * smoothed + 0.1 * lv
+        if aux:
+            load = aux["expert_load"].mean(0).tolist()
+        if not math.isfinite(lv):
+            status, reason = "diverged", f"non-finite training loss at step {step}"
+        elif step > warmup and smoothed > cfg.diverge_factor * init_loss:
+            status, reason = "diverged", f"training loss {smoothed:.3f} exceeded {cfg.diverge_factor}x the initial {init_loss:.3f} at step {step}"
+        if status == "diverged":
+            curve.append({"split": "train", "step": step, "tokens": step * tokens_per_step,
+                          "flops": 6.0 * counts["active"] * step * tokens_per_step, "loss": lv if math.isfinite(lv) else None})
+            break
+        if step in evals:
+            vl = evaluate(model, windows, cfg)
+            curve.append({"split": "val", "step": step, "tokens": step * tokens_per_step,
+                          "flops": 6.0 * counts["active"] * step * tokens_per_step, "loss": vl})
+            curve.append({"split": "train", "step": step, "tokens": step * tokens_per_step,
+                          "flops": 6.0 * counts["active"] * step * tokens_per_step, "loss": smoothed})
+            if not math.isfinite(vl):
+                status, reason = "diverged", f"non-finite validation loss at step {step}"
+                break
+        now = time.perf_counter()
+        if progress is not None and (now - last_report > 0.5 or step == total):
+            done = step - resumed_from
+            el = now - t0
+            tps = done * tokens_per_step / el
+            progress({"run_id": run_id, "step": step, "steps": total, "loss": smoothed, "tokens_per_s": tps,
+                      "flops_per_s": tps * fpt["training"], "eta_s": (total - step) * el / max(done, 1)})
+            last_report = now
+        if stop_after_steps is not None and step >= stop_after_steps and step < total:
+            checkpoint()
+            status, reason = "interrupted", f"stopped after {step} steps"
+            break
+        if ckpt_dir is not None and (now - last_ckpt > checkpoint_every_s):
+            checkpoint()
+            last_ckpt = now
+    elapsed = time.perf_counter() - t0
+    done = step - resumed_from
+    if status == "finished":
+        checkpoint()
+    vals = [p["loss"] for p in curve if p["split"] == "val"]
+    tps = done * tokens_per_step / elapsed if elapsed > 0 else 0.0
+    return RunResult(run_id=run_id, status=status, final_loss=vals[-1] if status == "finished" and vals else None,
+                     curve=curve, param_counts=counts, flops_per_token=fpt, horizon=horizon, seconds=elapsed,
+                     tokens_per_s=tps, achieved_flops_per_s=tps * fpt["training"], data=data.describe(),
+                     resumed_from_step=resumed_from, expert_load=load, reason=reason, checkpoint_problems=problems)
+
+
+def to_store_record(cfg: RunConfig, result: RunResult, *, name: str, family: str, budget: float | None = None,
+                    source: str = "ladder") -> tuple[Run, list[dict]]:
+    """The store's view of a finished (or diverged) run and its loss curve."""
+    c, h = result.param_counts, result.horizon
+    run = Run(run_id=result.run_id, name=name, source=source,
+              status="diverged" if result.status == "diverged" else ("finished" if result.status == "finished" else "running"),
+              family=family, n_total=c["total"], n_nonembedding=c["nonembedding"], n_active=c["active"],
+              tokens=h["tokens"], unique_tokens=result.data["train_tokens"], flops_6nd=6.0 * c["active"] * h["tokens"],
+              flops_with_attention=result.flops_per_token["training"] * h["tokens"], final_loss=result.final_loss,
+              budget=budget, config=cfg.to_dict(),
+              extra={"param_counts": c, "flops_per_token": result.flops_per_token, "horizon": h, "data": result.data,
+                     "seconds": result.seconds, "tokens_per_s": result.tokens_per_s,
+                     "achieved_flops_per_s": result.achieved_flops_per_s, "expert_load": result.expert_load,
+                     "reason": result.reason, "resumed_from_step": result.resumed_from_step,
+                     "flop_convention": "flops_6nd = 6 * N_active * D; flops_with_attention = 3 * structure-counted "
+                                        "forward matmul FLOPs (head and full attention included) * D"})
+    return run, result.curve

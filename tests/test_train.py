@@ -1,0 +1,222 @@
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from scalinglab.store import RunStore
+from scalinglab.train import data as data_mod
+from scalinglab.train.checkpoint import load_latest, save_checkpoint
+from scalinglab.train.config import ModelConfig, RunConfig, resolve_horizon
+from scalinglab.train.data import batch_offsets, get_batch, is_val, load_tokens
+from scalinglab.train.executors import InlineExecutor
+from scalinglab.train.ladder import LadderSpec, design_ladder, run_ladder
+from scalinglab.train.run import eval_steps, lr_at, run_id_of, to_store_record, train_run
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory):
+    """A small real-text corpus (a slice of the standard library) in its own cache."""
+    root = tmp_path_factory.mktemp("corpus")
+    _, files = data_mod.stdlib_files()
+    for p in files[:60]:
+        (root / p.name).write_bytes(p.read_bytes())
+    os.environ["SCALINGLAB_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    return str(root)
+
+
+def tiny_cfg(corpus, **kw):
+    model = ModelConfig(d_model=32, n_layers=1, n_heads=2, seq_len=32, **kw.pop("model", {}))
+    base = dict(model=model, corpus=corpus, horizon="steps", horizon_value=24, batch_size=4, n_evals=4,
+                eval_tokens=1024, lr=3e-3)
+    base.update(kw)
+    return RunConfig(**base)
+
+
+def test_horizon_resolves_each_kind_to_steps():
+    m = ModelConfig(seq_len=32)
+    n = 10_000
+    for kind, value, steps in (("steps", 7, 7), ("tokens", 4 * 32 * 5, 5), ("flops", 6 * n * 4 * 32 * 3, 3),
+                               ("tokens_per_param", 4 * 32 * 9 / n, 9)):
+        h = resolve_horizon(RunConfig(model=m, horizon=kind, horizon_value=value, batch_size=4), n)
+        assert h["steps"] == steps and h["tokens"] == steps * 128 and h["flops_6nd"] == 6 * n * h["tokens"]
+    with pytest.raises(ValueError, match="horizon must be one of"):
+        RunConfig(model=m, horizon="epochs")
+
+
+def test_schedules():
+    cfg = RunConfig(model=ModelConfig(), lr=1.0, min_lr_frac=0.1, warmup_frac=0.1)
+    lrs = [lr_at(cfg, s, 100) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert lrs[-1] == pytest.approx(0.1, abs=1e-3) and all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    wsd = dataclasses.replace(cfg, schedule="wsd")
+    w = [lr_at(wsd, s, 100) for s in range(100)]
+    assert w[50] == 1.0 and w[-1] < 0.2
+    assert eval_steps(1000, 8)[-1] == 1000 and len(eval_steps(1000, 8)) >= 6
+
+
+def test_batches_are_a_pure_function_of_seed_and_step():
+    tokens = np.arange(10_000, dtype=np.uint8)
+    a = get_batch(tokens, 16, 4, seed=3, step=11)
+    b = get_batch(tokens, 16, 4, seed=3, step=11)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(batch_offsets(10_000, 16, 4, 3, 11), batch_offsets(10_000, 16, 4, 3, 12))
+    x, y = a
+    assert np.array_equal(x[:, 1:], y[:, :-1])
+
+
+def test_stdlib_corpus_split_and_cache(tmp_path, monkeypatch):
+    _, files = data_mod.stdlib_files()
+    assert len(files) > 500
+    names = [str(p) for p in files]
+    frac = np.mean([is_val(n) for n in names])
+    assert 0.005 < frac < 0.05
+    assert is_val(names[0]) == is_val(names[0])
+
+
+def test_user_corpus_and_errors(tmp_path, tiny_corpus):
+    d = load_tokens(tiny_corpus)
+    assert d.vocab_size == 256 and d.train.size > 10_000 and d.val.size > 0
+    again = load_tokens(tiny_corpus)
+    assert again.corpus_hash == d.corpus_hash and isinstance(again.train, np.memmap)
+    bad = tmp_path / "c.jsonl"
+    bad.write_text('{"text": "hello"}\n{"nope": 1}\n')
+    with pytest.raises(ValueError, match="line 2"):
+        load_tokens(str(bad))
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        load_tokens(str(tmp_path / "missing"))
+
+
+def test_bpe_tokenizer_option(tiny_corpus):
+    d = load_tokens(tiny_corpus, "bpe", bpe_vocab=300)
+    assert d.vocab_size == 300 and d.train.dtype == np.uint16
+    assert d.train.size < load_tokens(tiny_corpus).train.size   # BPE compresses bytes
+
+
+def test_interrupted_and_resumed_equals_straight_run(tmp_path, tiny_corpus):
+    cfg = tiny_cfg(tiny_corpus)
+    straight = train_run(cfg)
+    first = train_run(cfg, checkpoint_dir=tmp_path, stop_after_steps=10)
+    assert first.status == "interrupted"
+    resumed = train_run(cfg, checkpoint_dir=tmp_path)
+    assert resumed.resumed_from_step == 10 and resumed.status == "finished"
+    a = [p["loss"] for p in straight.curve if p["split"] == "val"]
+    b = [p["loss"] for p in resumed.curve if p["split"] == "val"]
+    assert a == b
+
+
+def test_diverged_run_is_recorded_not_dropped(tmp_path, tiny_corpus):
+    cfg = tiny_cfg(tiny_corpus, lr=50.0, warmup_frac=0.01, grad_clip=0.0, diverge_factor=1.05, horizon_value=40)
+    res = train_run(cfg)
+    assert res.status == "diverged" and res.final_loss is None and res.reason
+    run, curve = to_store_record(cfg, res, name="boom", family="dense")
+    with RunStore(tmp_path / "s.db") as st:
+        st.upsert_run(run)
+        assert st.run(run.run_id).status == "diverged"
+
+
+def test_checkpoint_corruption_falls_back_and_pickles_cannot_run_code(tmp_path):
+    folder = tmp_path / "ck"
+    save_checkpoint(folder, 1, {"step": 1, "w": torch.ones(2)})
+    save_checkpoint(folder, 2, {"step": 2, "w": torch.ones(2)})
+    newest = folder / "step_00000002.pt"
+    newest.write_bytes(newest.read_bytes()[:20])               # truncated
+    state, problems = load_latest(folder)
+    assert state["step"] == 1 and "checksum mismatch" in problems[0]
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    import hashlib
+    import pickle
+    evil = folder / "step_00000009.pt"
+    evil.write_bytes(pickle.dumps({"step": 9, "x": Evil()}))
+    (folder / "step_00000009.pt.sha256").write_text(hashlib.sha256(evil.read_bytes()).hexdigest())
+    state, problems = load_latest(folder)
+    assert state["step"] == 1 and any("refused to load" in p for p in problems)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_ladder_design_is_an_isoflop_grid():
+    spec = LadderSpec(budgets=(1e11, 1e12), sizes_per_budget=4)
+    entries = design_ladder(spec)
+    assert len(entries) == 8
+    for b in spec.budgets:
+        group = [e for e in entries if e.budget == b]
+        assert len({e.config.model for e in group}) == 4
+        assert all(e.config.horizon == "flops" and e.config.horizon_value == b for e in group)
+    assert len({run_id_of(e.config) for e in entries}) == 8
+
+
+def test_micro_ladder_trains_records_and_resumes(tmp_path, tiny_corpus):
+    spec = LadderSpec(budgets=(2e9, 6e9), sizes_per_budget=3, corpus=tiny_corpus, seq_len=32, batch_size=4,
+                      eval_tokens=1024, n_evals=3, n_bootstrap=50, families=("dense", "moe"))
+    logs = []
+    with RunStore(tmp_path / "s.db") as st:
+        rep = run_ladder(spec, st, checkpoint_dir=tmp_path / "ck", out=tmp_path / "out", verify=False,
+                         show_progress=False, figures=False, log=logs.append)
+        assert rep["training"]["trained"] + rep["training"]["diverged"] == 12
+        runs = st.runs(source="ladder")
+        assert {r.family for r in runs} == {"dense", "moe"}
+        moe = [r for r in runs if r.family == "moe"][0]
+        assert moe.n_total > moe.n_active and moe.flops_6nd == pytest.approx(6 * moe.n_active * moe.tokens)
+        assert st.curve(moe.run_id)
+        again = run_ladder(spec, st, checkpoint_dir=tmp_path / "ck", out=tmp_path / "out", verify=False,
+                           show_progress=False, figures=False, log=logs.append)
+        assert again["training"]["trained"] == 0 and again["training"]["skipped"] == 12
+
+
+KILL_SCRIPT = """
+import sys
+from scalinglab.train.config import ModelConfig, RunConfig
+from scalinglab.train.run import train_run
+cfg = RunConfig(model=ModelConfig(d_model=32, n_layers=1, n_heads=2, seq_len=32), corpus=sys.argv[1], horizon="steps",
+                horizon_value=int(sys.argv[3]), batch_size=4, n_evals=4, eval_tokens=1024)
+r = train_run(cfg, checkpoint_dir=sys.argv[2], checkpoint_every_s=0.0)
+print(r.final_loss, r.resumed_from_step)
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume_gives_the_straight_runs_loss(tmp_path, tiny_corpus):
+    script = tmp_path / "job.py"
+    script.write_text(KILL_SCRIPT)
+    env = dict(os.environ)
+    steps = "400"
+    straight = subprocess.run([sys.executable, str(script), tiny_corpus, str(tmp_path / "a"), steps], env=env,
+                              capture_output=True, text=True, check=True).stdout.split()
+    proc = subprocess.Popen([sys.executable, str(script), tiny_corpus, str(tmp_path / "b"), steps], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list((tmp_path / "b").rglob("step_*.pt")):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    resumed = subprocess.run([sys.executable, str(script), tiny_corpus, str(tmp_path / "b"), steps], env=env,
+                             capture_output=True, text=True, check=True).stdout.split()
+    assert int(resumed[1]) > 0, "the second start should resume from a checkpoint"
+    assert float(resumed[0]) == float(straight[0])
+
+
+@pytest.mark.slow
+def test_cli_smoke_ladder_end_to_end(tmp_path):
+    env = dict(os.environ)
+    out = subprocess.run([sys.executable, "-m", "scalinglab.cli", "ladder", "--preset", "smoke", "--json",
+                          "--store", str(tmp_path / "s.db"), "--out", str(tmp_path / "out"),
+                          "--checkpoints", str(tmp_path / "ck")], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rep = json.loads(out.stdout)
+    fam = rep["families"]["dense"]
+    v = fam["verification"]
+    assert v["status"] == "finished" and v["actual_loss"] > 0 and len(v["interval"]) == 2
+    assert (tmp_path / "out" / "dense" / "isoflops.png").exists()
+    assert rep["training"]["trained"] == 6
