@@ -193,7 +193,7 @@ def test_sigkill_mid_run_then_resume_gives_the_straight_runs_loss(tmp_path, tiny
     straight = subprocess.run([sys.executable, str(script), tiny_corpus, str(tmp_path / "a"), steps], env=env,
                               capture_output=True, text=True, check=True).stdout.split()
     proc = subprocess.Popen([sys.executable, str(script), tiny_corpus, str(tmp_path / "b"), steps], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     while time.time() < deadline and not list((tmp_path / "b").rglob("step_*.pt")):
         time.sleep(0.05)
