@@ -469,6 +469,198 @@ def _print_ladder(report: dict) -> None:
         console.print(table)
 
 
+# --------------------------------------------------------------------------------------------- test-time
+samples_app = typer.Typer(help="Samples for test-time analyses.", no_args_is_help=True)
+app.add_typer(samples_app, name="samples")
+
+
+@samples_app.command("import")
+def samples_import_cmd(file: Path = typer.Argument(..., help="JSONL/CSV/Parquet: per-problem (problem, n, c) or per-sample rows."),
+                       store: Path = StoreOpt, task: Optional[str] = typer.Option(None, help="Task name if the file has none."),
+                       model: Optional[str] = typer.Option(None, help="Model name if the file has none."),
+                       on_duplicate: str = typer.Option("error", help="error, skip or replace."), as_json: bool = JsonOpt):
+    """Import samples (validated; nothing written on any error)."""
+    from .testtime.samples import import_samples
+    try:
+        with RunStore(store) as st:
+            res = import_samples(file, st, task=task, model=model, on_duplicate=on_duplicate)
+    except (importers.ImportFormatError, StoreError) as e:
+        _fail(str(e))
+    if as_json:
+        return _emit_json(res)
+    console.print(f"imported {res['samples']} samples / {res['problems']} problems ({res['mode']}) into {store}: "
+                  f"{', '.join(res['groups'])}")
+
+
+def _groups(file, store, task, model):
+    from .testtime.samples import load_groups
+    try:
+        if file is not None:
+            return load_groups(file, task=task, model=model)
+        with RunStore(store, readonly=True) as st:
+            return load_groups(None, st, task=task, model=model)
+    except (importers.ImportFormatError, FileNotFoundError) as e:
+        _fail(str(e))
+
+
+def _ks(text: str) -> list[int]:
+    try:
+        ks = sorted({int(parse_quantity(k)) for k in text.split(",")})
+    except ValueError as e:
+        _fail(f"--k: {e}")
+    if not ks or ks[0] < 1:
+        _fail("--k values must be >= 1")
+    return ks
+
+
+@app.command("passk")
+def passk_cmd(file: Optional[Path] = typer.Argument(None, help="Samples file (else the store)."), store: Path = StoreOpt,
+              k: str = typer.Option("1,2,4,8,16,32,64", "--k", help="Comma-separated k values."),
+              task: Optional[str] = None, model: Optional[str] = None,
+              clamp: bool = typer.Option(False, help="Use k = n where k exceeds a problem's samples."),
+              bootstrap: int = typer.Option(1000, help="Bootstrap resamples over problems."),
+              target: Optional[float] = typer.Option(None, help="Coverage to reach: samples needed, from the fitted law."),
+              out: Path = typer.Option(Path("scalinglab-out/testtime"), help="Directory for figures."),
+              figures: bool = typer.Option(True), as_json: bool = JsonOpt):
+    """Unbiased pass@k (coverage) with bootstrap intervals and the coverage law exp(a k^b)."""
+    from .testtime.analysis import compute_frontier, passk_report
+    groups = _groups(file, store, task, model)
+    if not groups:
+        _fail("no samples found")
+    try:
+        rep = passk_report(groups, _ks(k), n_bootstrap=bootstrap, clamp=clamp, target=target)
+    except ValueError as e:
+        _fail(str(e))
+    rep["frontier"] = compute_frontier(list(rep["groups"].values()))
+    if figures:
+        from .report.figures import coverage_figures
+        rep["figures"] = coverage_figures(rep, out)
+    if as_json:
+        return _emit_json(rep)
+    for name, g in rep["groups"].items():
+        table = Table(title=f"{name}: coverage over {g['n_problems']} problems")
+        for col in ("k", "pass@k", "95% interval") + (("inference FLOPs",) if "inference_flops" in g else ()):
+            table.add_column(col, justify="right")
+        for i, kk in enumerate(g["k"]):
+            row = [str(kk), f"{g['coverage'][i]:.4f}", f"[{g['lower'][i]:.4f}, {g['upper'][i]:.4f}]" if "lower" in g else ""]
+            if "inference_flops" in g:
+                row.append(f"{g['inference_flops'][i]:.3g}")
+            table.add_row(*row)
+        console.print(table)
+        law = g.get("coverage_law", {})
+        if "params" in law:
+            iv = law["intervals"]
+            console.print(f"  coverage law exp(a k^b): a={law['params']['a']:.4f} {iv.get('a', '')}, "
+                          f"b={law['params']['b']:.4f} {iv.get('b', '')}")
+            if "samples_for_target" in law:
+                s = law["samples_for_target"]
+                console.print(f"  samples for coverage {s['target']}: k ≈ {s['k']:.3g} {s.get('interval', '')} "
+                              f"(extrapolated from k ≤ {s['fitted_k_max']:.0f})")
+        else:
+            console.print(f"  coverage law: {law.get('error')}")
+
+
+@app.command("majk")
+def majk_cmd(file: Optional[Path] = typer.Argument(None), store: Path = StoreOpt,
+             k: str = typer.Option("1,2,4,8,16", "--k"), task: Optional[str] = None, model: Optional[str] = None,
+             resamples: int = typer.Option(2000, help="Resamples without replacement per problem and k."),
+             as_json: bool = JsonOpt):
+    """maj@k, verifier-weighted majority and best-of-k, beside pass@k."""
+    from .testtime.analysis import vote_report
+    try:
+        rep = vote_report(_groups(file, store, task, model), _ks(k), n_resamples=resamples)
+    except ValueError as e:
+        _fail(str(e))
+    if as_json:
+        return _emit_json(rep)
+    for name, g in rep["groups"].items():
+        if "error" in g:
+            console.print(f"[yellow]{name}[/]: {g['error']}")
+            continue
+        table = Table(title=name)
+        cols = ["k", "pass@k", "maj@k"] + (["weighted maj@k", "best-of-k"] if "best_of_k" in g else [])
+        for col in cols:
+            table.add_column(col, justify="right")
+        for i, kk in enumerate(g["k"]):
+            row = [str(kk), f"{g['pass_at_k'][i]:.4f}", f"{g['maj_at_k'][i]:.4f}"]
+            if "best_of_k" in g:
+                row += [f"{g['weighted_maj_at_k'][i]:.4f}", f"{g['best_of_k'][i]:.4f}"]
+            table.add_row(*row)
+        console.print(table)
+
+
+@app.command("verifier")
+def verifier_cmd(file: Optional[Path] = typer.Argument(None), store: Path = StoreOpt,
+                 tpr: float = typer.Option(0.95, help="Verifier completeness (true-positive rate)."),
+                 fpr: str = typer.Option("0,0.05,0.2", help="False-positive rates (1 - soundness), comma-separated."),
+                 cost: float = typer.Option(1.0, help="Cost of a wrong accepted answer, relative to a correct one."),
+                 k_max: int = typer.Option(256, help="Largest attempt budget."),
+                 task: Optional[str] = None, model: Optional[str] = None,
+                 out: Path = typer.Option(Path("scalinglab-out/testtime")), figures: bool = typer.Option(True),
+                 as_json: bool = JsonOpt):
+    """Resampling against an imperfect verifier: accuracy vs attempts, its ceiling, the best budget."""
+    from .testtime.analysis import verifier_report
+    try:
+        rep = verifier_report(_groups(file, store, task, model), tpr=tpr, fprs=[float(x) for x in fpr.split(",")],
+                              cost=cost, k_max=k_max)
+    except ValueError as e:
+        _fail(str(e))
+    if figures and rep["groups"]:
+        from .report.figures import verifier_figure
+        rep["figures"] = verifier_figure(rep, out)
+    if as_json:
+        return _emit_json(rep)
+    for name, g in rep["groups"].items():
+        table = Table(title=f"{name}: TPR {tpr}, false-positive cost {cost}")
+        for col in ("FPR", "acc@1", f"acc@{g['k'][-1]}", "ceiling", "best k", "reward at best k"):
+            table.add_column(col, justify="right")
+        for f, r in g["by_fpr"].items():
+            table.add_row(f, f"{r['accuracy'][0]:.4f}", f"{r['accuracy'][-1]:.4f}", f"{r['ceiling']:.4f}",
+                          str(r["optimal"]["k"]), f"{r['optimal']['reward']:.4f}")
+        console.print(table)
+
+
+@app.command("sample")
+def sample_cmd(checkpoint: Optional[Path] = typer.Argument(None, help="Checkpoint folder or file (else --ladder)."),
+               task: str = typer.Option("addition:3", help="KIND:DIGITS, e.g. addition:3, multiplication:2."),
+               fmt: str = typer.Option("direct", "--format", help="direct or scratchpad (chain of thought)."),
+               n: int = typer.Option(64, help="Samples per problem."),
+               problems: int = typer.Option(50, help="Held-out problems."),
+               temperature: float = typer.Option(0.8),
+               ladder: bool = typer.Option(False, "--ladder", help="Sample from every finished run in the store trained on this task."),
+               checkpoints: Path = typer.Option(Path("scalinglab-out/checkpoints")),
+               seed: int = typer.Option(0), store: Path = StoreOpt, as_json: bool = JsonOpt):
+    """Draw samples with a KV cache from lab checkpoints, verify them exactly, write them to the store."""
+    from .testtime.sampling import sample_task
+    targets = []
+    if ladder:
+        with RunStore(store, readonly=True) as st:
+            targets = [checkpoints / r.run_id for r in st.runs(status="finished")
+                       if str(r.config.get("corpus", "")).startswith(f"task:{task}")]
+        if not targets:
+            _fail(f"no finished runs in {store} trained on a task:{task} corpus")
+    elif checkpoint is None:
+        _fail("give a CHECKPOINT or --ladder")
+    else:
+        targets = [checkpoint]
+    results = []
+    try:
+        for t in targets:
+            res = sample_task(t, task, n=n, n_problems=problems, temperature=temperature, fmt=fmt, seed=seed)
+            with RunStore(store) as st:
+                st.add_samples(res["rows"], on_duplicate="replace")
+            results.append({k: res[k] for k in ("run_id", "n_active", "pass_at_1", "flops_per_sample", "tokens_per_sample")}
+                           | {"samples": len(res["rows"]), "task": f"{task}:{fmt}"})
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    if as_json:
+        return _emit_json({"results": results})
+    for r in results:
+        console.print(f"{r['run_id']}: N_active={r['n_active']:,}, {r['samples']} samples of {r['task']}, pass@1 "
+                      f"{r['pass_at_1']:.4f}, {r['tokens_per_sample']:.1f} tokens and {r['flops_per_sample']:.3g} FLOPs per sample")
+    console.print(f"analyse with: scalinglab passk --store {store} --task {task}:{fmt}")
+
+
 def main() -> None:  # pragma: no cover
     app()
 

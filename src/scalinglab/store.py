@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_STORE = "scalinglab.db"
 RUN_STATUSES = ("finished", "diverged", "running", "failed")
 
@@ -54,6 +54,29 @@ CREATE TABLE IF NOT EXISTS fits (
     objective REAL,
     payload TEXT NOT NULL,
     created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS samples (
+    source TEXT NOT NULL,
+    task TEXT NOT NULL,
+    model TEXT NOT NULL,
+    problem TEXT NOT NULL,
+    sample_id TEXT NOT NULL,
+    answer TEXT,
+    correct INTEGER NOT NULL,
+    score REAL,
+    verdict INTEGER,
+    tokens REAL,
+    flops REAL,
+    PRIMARY KEY (task, model, problem, sample_id)
+);
+CREATE TABLE IF NOT EXISTS problem_counts (
+    source TEXT NOT NULL,
+    task TEXT NOT NULL,
+    model TEXT NOT NULL,
+    problem TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    c INTEGER NOT NULL,
+    PRIMARY KEY (task, model, problem)
 );
 CREATE TABLE IF NOT EXISTS decisions (
     decision_id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -147,6 +170,9 @@ class RunStore:
                     self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             elif int(found[0]) > SCHEMA_VERSION:
                 raise StoreError(f"{self.path} has schema version {found[0]}, newer than this scalinglab ({SCHEMA_VERSION})")
+            elif int(found[0]) < SCHEMA_VERSION:  # older stores gain the new tables above; nothing else changed
+                with self._db:
+                    self._db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
         self._db.row_factory = sqlite3.Row
 
     def __enter__(self) -> "RunStore":
@@ -286,6 +312,40 @@ class RunStore:
             q += " WHERE law=?"
             args.append(law)
         return [_row_to_fit(r) for r in self._db.execute(q + " ORDER BY fit_id", args)]
+
+    # samples (test-time compute) -----------------------------------------------------------------
+    def add_samples(self, rows: Sequence[dict], counts: Sequence[dict] = (), *, on_duplicate: str = "error") -> int:
+        """Insert per-sample rows and/or per-problem counts in one transaction (all or nothing)."""
+        verb = {"error": "INSERT", "skip": "INSERT OR IGNORE", "replace": "INSERT OR REPLACE"}[on_duplicate]
+        try:
+            with self._db:
+                self._db.executemany(
+                    f"{verb} INTO samples (source, task, model, problem, sample_id, answer, correct, score, verdict, tokens, flops) "
+                    "VALUES (:source, :task, :model, :problem, :sample_id, :answer, :correct, :score, :verdict, :tokens, :flops)",
+                    [{k: r.get(k) for k in ("source", "task", "model", "problem", "sample_id", "answer", "correct", "score",
+                                            "verdict", "tokens", "flops")} for r in rows])
+                self._db.executemany(
+                    f"{verb} INTO problem_counts (source, task, model, problem, n, c) VALUES (:source, :task, :model, :problem, :n, :c)",
+                    [dict(r) for r in counts])
+        except sqlite3.IntegrityError as e:
+            raise StoreError(f"samples already in {self.path} ({e}); choose on_duplicate='skip' or 'replace'") from None
+        return len(rows) + len(counts)
+
+    def samples(self, task: str | None = None, model: str | None = None) -> list[dict]:
+        q, args = "SELECT * FROM samples WHERE 1=1", []
+        for col, val in (("task", task), ("model", model)):
+            if val is not None:
+                q += f" AND {col}=?"
+                args.append(val)
+        return [dict(r) for r in self._db.execute(q + " ORDER BY task, model, problem, sample_id", args)]
+
+    def problem_counts(self, task: str | None = None, model: str | None = None) -> list[dict]:
+        q, args = "SELECT * FROM problem_counts WHERE 1=1", []
+        for col, val in (("task", task), ("model", model)):
+            if val is not None:
+                q += f" AND {col}=?"
+                args.append(val)
+        return [dict(r) for r in self._db.execute(q + " ORDER BY task, model, problem", args)]
 
     # decisions ----------------------------------------------------------------------------------
     def add_decision(self, kind: str, subject: str, decision: str, payload: dict, policy_hash: str | None = None) -> int:

@@ -129,3 +129,59 @@ def fit_figures(report: dict, N, D, C, L, out: str | Path, *, title: str = "") -
         ax.set_title(f"Chinchilla-law residuals ({note})", fontsize=9)
         paths += _save(fig, out, "residuals")
     return paths
+
+
+def coverage_figures(passk: dict, out: str | Path) -> list[str]:
+    """Coverage (pass@k) vs k with the fitted coverage law, and coverage vs inference FLOPs."""
+    plt = _plt()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for i, (name, g) in enumerate(passk["groups"].items()):
+        k = np.array(g["k"])
+        ax.plot(k, g["coverage"], "o", color=f"C{i % 10}", ms=4, label=f"{name} (n={g['n_problems']} problems)")
+        if "lower" in g:
+            ax.fill_between(k, g["lower"], g["upper"], color=f"C{i % 10}", alpha=0.15)
+        law = g.get("coverage_law", {})
+        if "params" in law:
+            kk = np.geomspace(1, k.max() * 10, 100)
+            ax.plot(kk, np.exp(law["params"]["a"] * kk ** law["params"]["b"]), "-", color=f"C{i % 10}", lw=1,
+                    label=f"exp(a k^b): a={law['params']['a']:.3f}, b={law['params']['b']:.3f}")
+    ax.set_xscale("log")
+    ax.set_xlabel("samples per problem k")
+    ax.set_ylabel("coverage (mean unbiased pass@k)")
+    ax.set_title("Repeated sampling: coverage vs k, 95% bootstrap band over problems", fontsize=9)
+    ax.legend(fontsize=6)
+    paths += _save(fig, out, "coverage")
+    with_flops = {n: g for n, g in passk["groups"].items() if "inference_flops" in g}
+    if with_flops:
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        for i, (name, g) in enumerate(with_flops.items()):
+            ax.plot(g["inference_flops"], g["coverage"], "o-", ms=3, color=f"C{i % 10}", label=name)
+        ax.set_xscale("log")
+        ax.set_xlabel("inference FLOPs per problem (2·N_active + attention per token, × tokens × k)")
+        ax.set_ylabel("coverage (oracle verifier)")
+        ax.set_title("Smaller model + more samples vs bigger model, at equal inference compute", fontsize=9)
+        ax.legend(fontsize=6)
+        paths += _save(fig, out, "coverage_vs_inference_flops")
+    return paths
+
+
+def verifier_figure(report: dict, out: str | Path) -> list[str]:
+    """Accuracy vs attempts for several verifier false-positive rates (closed form and simulation)."""
+    plt = _plt()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    name, g = next(iter(report["groups"].items()))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for i, (fpr, r) in enumerate(g["by_fpr"].items()):
+        ax.plot(g["k"], r["accuracy"], "-", color=f"C{i}", label=f"FPR {fpr}: closed form (ceiling {r['ceiling']:.3f})")
+        ax.plot(g["k"], r["simulated_accuracy"], "x", color=f"C{i}", ms=4)
+        ax.axhline(r["ceiling"], color=f"C{i}", ls=":", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("attempts k (resample until the verifier accepts)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"Imperfect verifier, TPR {g['tpr']} ({name}); x = simulation", fontsize=9)
+    ax.legend(fontsize=7)
+    return _save(fig, out, "verifier_accuracy")

@@ -40,6 +40,9 @@ def stdlib_files() -> tuple[Path, list[Path]]:
 
 
 def _user_documents(spec: str) -> tuple[Path, list[tuple[str, bytes]]]:
+    if spec.startswith("task:"):
+        from ..testtime.tasks import task_corpus_documents
+        return Path(spec), task_corpus_documents(spec)
     path = Path(spec)
     if not path.exists():
         raise FileNotFoundError(f"corpus {spec!r}: no such file or folder (use 'stdlib' for the embedded corpus)")
@@ -110,8 +113,9 @@ def _documents(corpus: str) -> list[tuple[str, bytes]]:
 
 
 def load_tokens(corpus: str = "stdlib", tokenizer: str = "byte", *, bpe_vocab: int = 1024) -> TokenData:
-    """Tokenize ``corpus`` (``"stdlib"``, a folder, a text file or a JSONL file with ``text``) once and
-    cache it; later calls memory-map the cache."""
+    """Tokenize ``corpus`` (``"stdlib"``, a folder, a text file, a JSONL file with ``text``, or a
+    procedural task corpus ``task:KIND:DIGITS[:FORMAT]``) once and cache it; later calls memory-map
+    the cache."""
     if tokenizer not in ("byte", "bpe"):
         raise ValueError(f"tokenizer must be 'byte' or 'bpe', not {tokenizer!r}")
     fp, docs = _fingerprint(corpus)
