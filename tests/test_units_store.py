@@ -31,7 +31,7 @@ def _run(i, **kw):
 def test_store_schema_wal_and_roundtrip(tmp_path):
     path = tmp_path / "s.db"
     with RunStore(path) as st:
-        assert st.schema_version() == 2
+        assert st.schema_version() == 3
         st.add_runs([_run(0), _run(1, status="diverged")], curves={_run(0).run_id: [
             {"step": 1, "tokens": 10, "flops": 60, "loss": 5.0}, {"step": 2, "tokens": 20, "flops": 120, "loss": 4.0}]})
         assert [r.name for r in st.runs(status="finished")] == ["r0"]

@@ -550,11 +550,12 @@ def passk_cmd(file: Optional[Path] = typer.Argument(None, help="Samples file (el
         law = g.get("coverage_law", {})
         if "params" in law:
             iv = law["intervals"]
-            console.print(f"  coverage law exp(a k^b): a={law['params']['a']:.4f} {iv.get('a', '')}, "
-                          f"b={law['params']['b']:.4f} {iv.get('b', '')}")
+            fmt_iv = lambda v: f"[{v[0]:.3g}, {v[1]:.3g}]" if v else ""  # noqa: E731
+            console.print(f"  coverage law exp(a k^b): a={law['params']['a']:.4f} {fmt_iv(iv.get('a'))}, "
+                          f"b={law['params']['b']:.4f} {fmt_iv(iv.get('b'))}")
             if "samples_for_target" in law:
                 s = law["samples_for_target"]
-                console.print(f"  samples for coverage {s['target']}: k ≈ {s['k']:.3g} {s.get('interval', '')} "
+                console.print(f"  samples for coverage {s['target']}: k ≈ {s['k']:.3g} {fmt_iv(s.get('interval'))} "
                               f"(extrapolated from k ≤ {s['fitted_k_max']:.0f})")
         else:
             console.print(f"  coverage law: {law.get('error')}")
@@ -635,18 +636,19 @@ def sample_cmd(checkpoint: Optional[Path] = typer.Argument(None, help="Checkpoin
     targets = []
     if ladder:
         with RunStore(store, readonly=True) as st:
-            targets = [checkpoints / r.run_id for r in st.runs(status="finished")
+            targets = [(checkpoints / r.run_id, f"{r.name} (N={r.n_active:,.0f})") for r in st.runs(status="finished")
                        if str(r.config.get("corpus", "")).startswith(f"task:{task}")]
         if not targets:
             _fail(f"no finished runs in {store} trained on a task:{task} corpus")
     elif checkpoint is None:
         _fail("give a CHECKPOINT or --ladder")
     else:
-        targets = [checkpoint]
+        targets = [(checkpoint, None)]
     results = []
     try:
-        for t in targets:
-            res = sample_task(t, task, n=n, n_problems=problems, temperature=temperature, fmt=fmt, seed=seed)
+        for t, name in targets:
+            res = sample_task(t, task, n=n, n_problems=problems, temperature=temperature, fmt=fmt, seed=seed,
+                              model_name=name)
             with RunStore(store) as st:
                 st.add_samples(res["rows"], on_duplicate="replace")
             results.append({k: res[k] for k in ("run_id", "n_active", "pass_at_1", "flops_per_sample", "tokens_per_sample")}
@@ -659,6 +661,313 @@ def sample_cmd(checkpoint: Optional[Path] = typer.Argument(None, help="Checkpoin
         console.print(f"{r['run_id']}: N_active={r['n_active']:,}, {r['samples']} samples of {r['task']}, pass@1 "
                       f"{r['pass_at_1']:.4f}, {r['tokens_per_sample']:.1f} tokens and {r['flops_per_sample']:.3g} FLOPs per sample")
     console.print(f"analyse with: scalinglab passk --store {store} --task {task}:{fmt}")
+
+
+# --------------------------------------------------------------------------------------------- economics
+cost_app = typer.Typer(help="What it costs to train and to serve.", no_args_is_help=True)
+app.add_typer(cost_app, name="cost")
+
+
+def _hw(name: str, hardware_file: Optional[Path]):
+    from . import cost
+    try:
+        extra = cost.load_hardware(hardware_file) if hardware_file else None
+        return cost.hardware(name, extra)
+    except (ValueError, OSError) as e:
+        _fail(str(e))
+
+
+@cost_app.command("train")
+def cost_train_cmd(params: str = typer.Option(..., "--params", help="Parameters (active, for MoE)."),
+                   tokens: str = typer.Option(..., "--tokens", help="Training tokens."),
+                   hardware: str = typer.Option("H100", help="H100, A100, L4, cpu (measured now), or one from --hardware-file."),
+                   hardware_file: Optional[Path] = typer.Option(None, help="TOML/JSON with more hardware profiles."),
+                   mfu: float = typer.Option(0.4), gpus: int = typer.Option(1, help="Accelerators in parallel."),
+                   as_json: bool = JsonOpt):
+    """Training FLOPs (6ND), GPU-hours, days on K GPUs and dollars."""
+    from . import cost
+    try:
+        out = cost.train_cost(parse_quantity(params), parse_quantity(tokens), _hw(hardware, hardware_file), mfu, gpus)
+    except ValueError as e:
+        _fail(str(e))
+    if as_json:
+        return _emit_json(out)
+    console.print(f"{_q(out['params'])} params × {_q(out['tokens'])} tokens = {out['flops']:.3g} FLOPs ({out['convention']})")
+    console.print(f"{out['hardware']} at MFU {mfu:.0%}: {out['gpu_hours']:,.0f} GPU-hours = {out['days']:.1f} days on "
+                  f"{gpus} GPU(s), ${out['usd']:,.0f}")
+
+
+@cost_app.command("serve")
+def cost_serve_cmd(params: str = typer.Option(..., "--params", help="Total parameters (memory)."),
+                   active_params: Optional[str] = typer.Option(None, "--active-params", help="Active parameters per token (MoE)."),
+                   precision: str = typer.Option("bf16", help="Weights: fp32, bf16, fp16, fp8, int8, int4."),
+                   kv_precision: str = typer.Option("bf16", help="KV cache precision."),
+                   context: int = typer.Option(8192), batch: int = typer.Option(1),
+                   layers: Optional[int] = typer.Option(None, help="Layers (else estimated from N)."),
+                   kv_heads: Optional[int] = typer.Option(None), head_dim: Optional[int] = typer.Option(None),
+                   experts: Optional[int] = typer.Option(None, help="Experts per MoE layer (with --top-k)."),
+                   top_k: Optional[int] = typer.Option(None),
+                   hardware: str = typer.Option("H100"), hardware_file: Optional[Path] = typer.Option(None),
+                   mfu: float = typer.Option(0.5), gpus: int = typer.Option(1), as_json: bool = JsonOpt):
+    """Weight and KV-cache memory, whether it fits, and cost per million input and output tokens."""
+    from . import cost
+    try:
+        out = cost.serve_cost(parse_quantity(params), _hw(hardware, hardware_file),
+                              active_params=parse_quantity(active_params) if active_params else None, precision=precision,
+                              context=context, batch=batch, layers=layers, kv_heads=kv_heads, head_dim=head_dim,
+                              kv_precision=kv_precision, mfu=mfu, n_gpus=gpus, n_experts=experts, top_k=top_k)
+    except ValueError as e:
+        _fail(str(e))
+    if as_json:
+        return _emit_json(out)
+    m, d, p = out["memory"], out["decode"], out["prefill"]
+    console.print(f"{_q(out['params_total'])} total / {_q(out['params_active'])} active params, {precision} weights, "
+                  f"context {context}, batch {batch}, {gpus}× {out['hardware']}")
+    console.print(f"  memory: weights {m['weights_bytes'] / 1e9:.2f} GB + KV {m['kv_cache_bytes_per_sequence'] / 1e9:.3f} GB/seq "
+                  f"= {m['total_bytes'] / 1e9:.2f} GB of {m['capacity_bytes'] / 1e9:.0f} GB: "
+                  + ("[green]fits[/]" if m["fits"] else "[red]does not fit[/]") + f" (max batch {m['max_batch_that_fits']})")
+    console.print(f"  decode: {d['tokens_per_s']:,.0f} tokens/s, {d['bound']}-bound; ${d['usd_per_million_output_tokens']:.3f} "
+                  f"per million output tokens")
+    console.print(f"  prefill: ${p['usd_per_million_input_tokens']:.4f} per million input tokens")
+    if out["notes"]:
+        console.print(f"  note: {out['notes']}")
+
+
+@app.command("quantize")
+def quantize_cmd(store: Path = StoreOpt, checkpoints: Path = typer.Option(Path("scalinglab-out/checkpoints")),
+                 bits: str = typer.Option("8,4", help="Bit widths."), family: Optional[str] = None,
+                 as_json: bool = JsonOpt):
+    """Post-training int8/int4 quantization of the store's trained runs: loss increase and memory saved."""
+    from .economics import quantization_study
+    with RunStore(store) as st:
+        out = quantization_study(st, checkpoints, bits=[int(b) for b in bits.split(",")], family=family)
+        st.add_decision("quantization", "ladder", "measured", out)
+    if as_json:
+        return _emit_json(out)
+    table = Table(title=f"post-training quantization ({out['method']})")
+    for col in ("run", "N_total", "fp32 loss") + tuple(f"int{b} Δloss" for b in bits.split(",")) + ("memory saved (int4)",):
+        table.add_column(col, justify="right")
+    for r in out["runs"]:
+        cells = [r["name"], _q(r["n_total"]), f"{r['loss_fp32']:.4f}"]
+        cells += [f"{r['by_bits'][b]['loss_increase']:+.4f}" for b in bits.split(",")]
+        cells.append(f"{r['by_bits'].get('4', {}).get('memory_saved_fraction', float('nan')):.0%}")
+        table.add_row(*cells)
+    console.print(table)
+
+
+@app.command("distill")
+def distill_cmd(teacher: str = typer.Option(..., help="Run id of the teacher (its checkpoint must exist)."),
+                d_model: int = typer.Option(32, help="Student width."), layers: int = typer.Option(1, help="Student depth."),
+                heads: int = typer.Option(2), compute: str = typer.Option(..., "--compute", help="Student training FLOPs (6 N_active D)."),
+                alpha: float = typer.Option(0.5), temperature: float = typer.Option(2.0),
+                store: Path = StoreOpt, checkpoints: Path = typer.Option(Path("scalinglab-out/checkpoints")),
+                as_json: bool = JsonOpt):
+    """Distil a small student from a larger lab model and compare with training from scratch at equal compute."""
+    from .economics import distillation_study
+    log = (lambda m: err.print(m)) if as_json else console.print
+    try:
+        with RunStore(store) as st:
+            out = distillation_study(st, checkpoints, teacher=teacher, student=dict(d_model=d_model, n_layers=layers,
+                                                                                      n_heads=heads),
+                                     flops=parse_quantity(compute), alpha=alpha, temperature=temperature, log=log)
+            st.add_decision("distillation", teacher, "measured", out)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    if as_json:
+        return _emit_json(out)
+    console.print(f"student from scratch: {out['scratch']['final_loss']:.4f}; distilled: {out['distilled']['final_loss']:.4f} "
+                  f"(gain {out['gain']:+.4f} nats) at {out['student_training_flops']:.3g} training FLOPs "
+                  f"(+{out['teacher_forward_flops']:.3g} teacher forward FLOPs)")
+    if "best_from_scratch_at_same_budget" in out:
+        b = out["best_from_scratch_at_same_budget"]
+        console.print(f"best model trained from scratch at this budget: {b['name']} (N_active={b['n_active']:,.0f}) "
+                      f"loss {b['loss']:.4f}; distilled student beats it: {out['distilled_beats_best_from_scratch']}")
+
+
+# --------------------------------------------------------------------------------------------- capabilities
+scores_app = typer.Typer(help="Downstream task scores across scale.", no_args_is_help=True)
+app.add_typer(scores_app, name="scores")
+
+
+@scores_app.command("import")
+def scores_import_cmd(file: Path = typer.Argument(..., help="Columns: model, N, D or C, task, metric, value (loss optional)."),
+                      store: Path = StoreOpt, as_json: bool = JsonOpt):
+    """Import per-model benchmark scores (e.g. a published model suite)."""
+    from .forecast.scores import parse_scores
+    try:
+        rows = parse_scores(file)
+        with RunStore(store) as st:
+            st.add_scores(rows, on_duplicate="error")
+    except (importers.ImportFormatError, StoreError) as e:
+        _fail(str(e))
+    out = {"written": len(rows), "models": len({r["model"] for r in rows}), "tasks": sorted({r["task"] for r in rows})}
+    if as_json:
+        return _emit_json(out)
+    console.print(f"imported {out['written']} scores of {out['models']} models on {', '.join(out['tasks'])}")
+
+
+@app.command("evaluate")
+def evaluate_cmd(tasks: str = typer.Option("addition:2,multiplication:2,reverse:2", help="Comma-separated KIND:DIGITS."),
+                 problems: int = typer.Option(100, help="Held-out problems per task."),
+                 family: Optional[str] = None, store: Path = StoreOpt,
+                 checkpoints: Path = typer.Option(Path("scalinglab-out/checkpoints")), as_json: bool = JsonOpt):
+    """Evaluate every trained checkpoint on procedural tasks under exact match and continuous metrics."""
+    from .forecast.evaluate import evaluate_runs
+    log = (lambda m: err.print(m)) if as_json else console.print
+    try:
+        with RunStore(store) as st:
+            rows = evaluate_runs(st, checkpoints, tasks.split(","), n_problems=problems, family=family, log=log)
+            st.add_scores(rows)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    if as_json:
+        return _emit_json({"scores": rows})
+    console.print(f"{len(rows)} scores written to {store}")
+
+
+def _score_table(store: Path, task: str, metric: str):
+    with RunStore(store, readonly=True) as st:
+        rows = [r for r in st.scores(task=task) if r["c"]]
+    by_model: dict = {}
+    for r in rows:
+        by_model.setdefault(r["model"], {"c": r["c"], "n": r["n"], "d": r["d"], "loss": r["loss"]})[r["metric"]] = r["value"]
+    models = [m for m, v in by_model.items() if metric in v and "task_loss" in v]
+    if not models:
+        _fail(f"no models with both task_loss and {metric} for task {task!r} in {store} (run `scalinglab evaluate` "
+              "or import scores)")
+    models.sort(key=lambda m: by_model[m]["c"])
+    return models, by_model
+
+
+@app.command("emergence")
+def emergence_cmd(task: str = typer.Option(..., help="Task, e.g. addition:2."), store: Path = StoreOpt,
+                  out: Path = typer.Option(Path("scalinglab-out/emergence")), as_json: bool = JsonOpt):
+    """The same models under a discontinuous and continuous metrics, against compute and loss."""
+    from .report.figures import emergence_figure
+    models, by_model = _score_table(store, task, "exact_match")
+    table = [{"model": m, **by_model[m]} for m in models]
+    paths = emergence_figure(table, task, out)
+    res = {"task": task, "models": table, "figures": paths}
+    if as_json:
+        return _emit_json(res)
+    t = Table(title=f"{task}: discontinuous vs continuous metrics across scale")
+    for col in ("model", "C", "val loss", "exact match", "log-lik", "edit dist", "Brier"):
+        t.add_column(col, justify="right")
+    for r in table:
+        t.add_row(r["model"], f"{r['c']:.3g}", f"{r['loss']:.4f}" if r["loss"] else "-", f"{r.get('exact_match', 0):.3f}",
+                  f"{r.get('log_likelihood', 0):.3f}", f"{r.get('token_edit_distance', 0):.2f}", f"{r.get('brier', 0):.3f}")
+    console.print(t)
+    for p in paths:
+        if p.endswith(".png"):
+            console.print(f"figure: {p}")
+
+
+def _two_step(store, task, metric, bootstrap):
+    from .forecast import TwoStepForecast
+    from .forecast.metrics import BOUNDED
+    models, by_model = _score_table(store, task, metric)
+    C = [by_model[m]["c"] for m in models]
+    TL = [by_model[m]["task_loss"] for m in models]
+    S = [by_model[m][metric] for m in models]
+    return TwoStepForecast(n_bootstrap=bootstrap, score_bounds=BOUNDED.get(metric)), C, TL, S
+
+
+@app.command("forecast")
+def forecast_cmd(task: str = typer.Option(..., help="Task, e.g. addition:2."),
+                 metric: str = typer.Option("exact_match"),
+                 compute: Optional[str] = typer.Option(None, "--compute", help="Training FLOPs of the planned run."),
+                 params: Optional[str] = typer.Option(None, "--params"), tokens: Optional[str] = typer.Option(None, "--tokens"),
+                 threshold: Optional[float] = typer.Option(None, help="Compute at which the score crosses this value."),
+                 backtest_n: int = typer.Option(0, "--backtest", help="Leave out the N largest models and forecast them."),
+                 bootstrap: int = typer.Option(1000), store: Path = StoreOpt, as_json: bool = JsonOpt):
+    """Two-step forecast: compute -> task loss (power law) -> score (sigmoid), with bootstrap intervals."""
+    from .forecast import backtest
+    fc, C, TL, S = _two_step(store, task, metric, bootstrap)
+    out: dict = {"task": task, "metric": metric, "method": "C -> task loss: L = E + (C_c/C)^alpha; task loss -> score: sigmoid"}
+    try:
+        if backtest_n:
+            out["backtest"] = backtest(C, TL, S, n_holdout=backtest_n, n_bootstrap=bootstrap, score_bounds=fc.score_bounds)
+        fc.fit(C, TL, S)
+        out["step1"] = {"params": fc.step1_.params_, "intervals": fc.step1_.intervals()}
+        out["step2"] = {"params": fc.step2_.params_}
+        if params or tokens:
+            if not (params and tokens):
+                _fail("give both --params and --tokens (or --compute)")
+            compute = str(6 * parse_quantity(params) * parse_quantity(tokens))
+        if compute:
+            out["forecast"] = fc.predict(parse_quantity(compute))
+        if threshold is not None:
+            out["threshold"] = fc.compute_for_score(threshold)
+    except (FitError, ValueError) as e:
+        _fail(str(e))
+    if as_json:
+        return _emit_json(out)
+    console.print(f"[bold]{task} {metric}[/]: {out['method']} ({len(C)} models)")
+    if "forecast" in out:
+        f = out["forecast"]
+        iv = f["intervals"]
+        console.print(f"  at C={f['compute_flops']:.3g}: task loss {f['task_loss']:.4f} {iv.get('task_loss', '')}, "
+                      f"{metric} {f['score']:.4f} {iv.get('score', '')} (prediction {iv.get('score_prediction', '')}); "
+                      f"{f['extrapolation']['compute_over_max_fitted']:.2g}x the largest model's compute")
+    if "threshold" in out:
+        t = out["threshold"]
+        console.print(f"  {metric} crosses {threshold} at C ≈ {t['compute_flops']:.3g} {t['intervals'].get('compute_flops', '')}")
+    if "backtest" in out:
+        for r in out["backtest"]["held_out"]:
+            console.print(f"  backtest at C={r['compute_flops']:.3g}: predicted {r['predicted_score']:.4f} "
+                          f"{r['intervals'].get('score', '')}, actual {r['actual_score']:.4f}")
+
+
+@app.command("gate")
+def gate_cmd(policy: Path = typer.Option(..., help="TOML policy of capability thresholds."),
+             run: Optional[str] = typer.Option(None, "--run", help="Run id or name of a trained run (measured evidence)."),
+             plan_compute: Optional[str] = typer.Option(None, "--plan-compute", help="Compute of a planned run (forecast evidence)."),
+             bootstrap: int = typer.Option(1000), store: Path = StoreOpt, as_json: bool = JsonOpt):
+    """Evaluate a run or a planned run against a release policy: pass (exit 0), review (10) or hold (20)."""
+    from .forecast import decide, load_policy
+    from .forecast.gates import PolicyError
+    if (run is None) == (plan_compute is None):
+        _fail("give exactly one of --run or --plan-compute")
+    try:
+        with RunStore(store, readonly=True) as st:
+            known = {r["task"] for r in st.scores()}
+            rules, policy_hash = load_policy(policy, known_tasks=known)
+            evidence = {}
+            if run is not None:
+                for r in st.scores():
+                    if r["run_id"] == run or r["model"] == run:
+                        evidence[(r["task"], r["metric"])] = {"value": r["value"], "interval": None, "kind": "measured"}
+                subject = run
+            else:
+                C = parse_quantity(plan_compute)
+                subject = f"plan:C={C:.3g}"
+                for rule in rules:
+                    fc, Cs, TL, S = _two_step(store, rule.task, rule.metric if rule.metric != "task_loss" else "exact_match",
+                                              bootstrap)
+                    fc.fit(Cs, TL, S)
+                    p = fc.predict(C)
+                    if rule.metric == "task_loss":
+                        evidence[(rule.task, rule.metric)] = {"value": p["task_loss"], "interval": p["intervals"].get("task_loss"),
+                                                              "kind": "forecast"}
+                    else:
+                        evidence[(rule.task, rule.metric)] = {"value": p["score"], "interval": p["intervals"].get("score"),
+                                                              "kind": "forecast"}
+    except PolicyError as e:
+        _fail(str(e))
+    except (FitError, ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    result = decide(rules, evidence)
+    result.update({"subject": subject, "policy": str(policy), "policy_hash": policy_hash})
+    with RunStore(store) as st:
+        result["decision_id"] = st.add_decision("gate", subject, result["decision"], result, policy_hash)
+    if as_json:
+        _emit_json(result)
+    else:
+        colour = {"pass": "green", "review": "yellow", "hold": "red"}[result["decision"]]
+        console.print(f"[bold {colour}]{result['decision'].upper()}[/] for {subject} (policy {policy}, sha256 {policy_hash[:12]})")
+        for r in result["rules"]:
+            console.print(f"  {r['rule']}: {r['outcome']} — {r['reason']}")
+    raise typer.Exit(result["exit_code"])
 
 
 def main() -> None:  # pragma: no cover

@@ -7,39 +7,11 @@ inference-aware allocation, with intervals whenever the law came from a bootstra
 """
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 from scipy import optimize
 
+from .cost import HARDWARE, Hardware, hardware
 from .laws import ChinchillaLaw, DataConstrainedLaw, percentile_interval
-
-
-@dataclasses.dataclass(frozen=True)
-class Hardware:
-    """An accelerator profile. Peak numbers are vendor dense (no sparsity) figures; prices are
-    editable assumptions, not quotes."""
-
-    name: str
-    peak_bf16: float          # FLOP/s
-    peak_fp8: float | None    # FLOP/s
-    memory_bytes: float
-    bandwidth: float          # bytes/s
-    usd_per_hour: float
-
-
-HARDWARE = {
-    "H100": Hardware("H100 SXM", 989e12, 1979e12, 80e9, 3.35e12, 2.50),
-    "A100": Hardware("A100 SXM 80GB", 312e12, None, 80e9, 2.0e12, 1.50),
-    "L4": Hardware("L4", 121e12, 242e12, 24e9, 0.3e12, 0.80),
-}
-
-
-def hardware(name: str) -> Hardware:
-    try:
-        return HARDWARE[name]
-    except KeyError:
-        raise ValueError(f"unknown hardware {name!r}; known: {', '.join(HARDWARE)}") from None
 
 
 def gpu_hours_to_flops(gpu_hours: float, hw: str | Hardware = "H100", mfu: float = 0.4) -> float:

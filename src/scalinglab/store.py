@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_STORE = "scalinglab.db"
 RUN_STATUSES = ("finished", "diverged", "running", "failed")
 
@@ -77,6 +77,16 @@ CREATE TABLE IF NOT EXISTS problem_counts (
     n INTEGER NOT NULL,
     c INTEGER NOT NULL,
     PRIMARY KEY (task, model, problem)
+);
+CREATE TABLE IF NOT EXISTS scores (
+    source TEXT NOT NULL,
+    model TEXT NOT NULL,
+    run_id TEXT,
+    n REAL, d REAL, c REAL, loss REAL,
+    task TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (model, task, metric, source)
 );
 CREATE TABLE IF NOT EXISTS decisions (
     decision_id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -346,6 +356,28 @@ class RunStore:
                 q += f" AND {col}=?"
                 args.append(val)
         return [dict(r) for r in self._db.execute(q + " ORDER BY task, model, problem", args)]
+
+    # downstream scores ---------------------------------------------------------------------------
+    def add_scores(self, rows: Sequence[dict], *, on_duplicate: str = "replace") -> int:
+        verb = {"error": "INSERT", "skip": "INSERT OR IGNORE", "replace": "INSERT OR REPLACE"}[on_duplicate]
+        try:
+            with self._db:
+                self._db.executemany(
+                    f"{verb} INTO scores (source, model, run_id, n, d, c, loss, task, metric, value) VALUES "
+                    "(:source, :model, :run_id, :n, :d, :c, :loss, :task, :metric, :value)",
+                    [{k: r.get(k) for k in ("source", "model", "run_id", "n", "d", "c", "loss", "task", "metric", "value")}
+                     for r in rows])
+        except sqlite3.IntegrityError as e:
+            raise StoreError(f"scores already in {self.path} ({e}); choose on_duplicate='skip' or 'replace'") from None
+        return len(rows)
+
+    def scores(self, task: str | None = None, metric: str | None = None) -> list[dict]:
+        q, args = "SELECT * FROM scores WHERE 1=1", []
+        for col, val in (("task", task), ("metric", metric)):
+            if val is not None:
+                q += f" AND {col}=?"
+                args.append(val)
+        return [dict(r) for r in self._db.execute(q + " ORDER BY c, model", args)]
 
     # decisions ----------------------------------------------------------------------------------
     def add_decision(self, kind: str, subject: str, decision: str, payload: dict, policy_hash: str | None = None) -> int:

@@ -185,3 +185,29 @@ def verifier_figure(report: dict, out: str | Path) -> list[str]:
     ax.set_title(f"Imperfect verifier, TPR {g['tpr']} ({name}); x = simulation", fontsize=9)
     ax.legend(fontsize=7)
     return _save(fig, out, "verifier_accuracy")
+
+
+def emergence_figure(table: list[dict], task: str, out: str | Path) -> list[str]:
+    """One task under exact match (discontinuous) and log-likelihood / Brier (continuous), against
+    training compute and against validation loss."""
+    plt = _plt()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    C = np.array([r["c"] for r in table])
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    axes[0].plot(C, [r["exact_match"] for r in table], "o-", color="C3")
+    axes[0].set_ylabel("exact match (discontinuous)")
+    axes[1].plot(C, [r["log_likelihood"] for r in table], "o-", color="C0")
+    axes[1].set_ylabel("mean log-likelihood of the answer (continuous)")
+    axes[2].plot(C, [r.get("brier", np.nan) for r in table], "o-", color="C2", label="Brier")
+    ax2 = axes[2].twinx()
+    ax2.plot(C, [r.get("token_edit_distance", np.nan) for r in table], "s--", color="C4", label="token edit distance")
+    axes[2].set_ylabel("Brier score (continuous, lower is better)")
+    ax2.set_ylabel("token edit distance")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("training compute C = 6·N_active·D [FLOPs]")
+    fig.suptitle(f"{task}: the same models, 'emergent' under exact match, smooth under continuous metrics "
+                 f"({len(table)} models, greedy decoding, held-out problems)", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, out, f"emergence_{task.replace(':', '_')}")

@@ -7,25 +7,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..train.checkpoint import load_latest
 from ..train.config import RunConfig
 from ..train.model import GPT
+from ..train.run import load_model_state
 from .tasks import Task
 
 
 def load_model(checkpoint: str | Path) -> tuple[GPT, RunConfig, str]:
     """A model from a checkpoint folder (``.../RUN_ID``) or file, loaded as weights only."""
-    path = Path(checkpoint)
-    if path.is_file():
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    else:
-        state, problems = load_latest(path)
-        if state is None:
-            raise FileNotFoundError(f"no valid checkpoint in {path}" + (f" ({'; '.join(problems)})" if problems else ""))
-    cfg = RunConfig.from_dict(state["config"])
-    model = GPT(cfg.model)
-    model.load_state_dict(state["model"])
-    return model.eval(), cfg, state["run_id"]
+    return load_model_state(checkpoint)
 
 
 @torch.no_grad()
@@ -70,7 +60,7 @@ def generate(model: GPT, prompt: list[int], n: int, max_new_tokens: int, *, temp
 
 
 def sample_task(checkpoint: str | Path, task: str, *, n: int = 64, n_problems: int = 50, temperature: float = 0.8,
-                fmt: str = "direct", seed: int = 0, max_new_tokens: int | None = None) -> dict:
+                fmt: str = "direct", seed: int = 0, max_new_tokens: int | None = None, model_name: str | None = None) -> dict:
     """Draw ``n`` samples for each of ``n_problems`` held-out problems, verify each exactly, and count
     the inference FLOPs (``2 N_active`` per token plus attention over the context so far)."""
     model, cfg, run_id = load_model(checkpoint)
@@ -91,7 +81,7 @@ def sample_task(checkpoint: str | Path, task: str, *, n: int = 64, n_problems: i
             ok, final = t.verify(a, b, text)
             P, G = len(prompt), len(toks)
             flops = (P + G) * 2.0 * counts["active"] + sum(4.0 * L * D * (P + i) for i in range(G))
-            rows.append({"source": f"sample:{run_id}", "task": f"{t.name}:{fmt}", "model": run_id,
+            rows.append({"source": f"sample:{run_id}", "task": f"{t.name}:{fmt}", "model": model_name or run_id,
                          "problem": f"{a}{'+' if t.kind == 'addition' else '*'}{b}", "sample_id": str(j), "answer": final,
                          "correct": int(ok), "score": None, "verdict": None, "tokens": float(G), "flops": flops})
     return {"run_id": run_id, "n_active": counts["active"], "config": cfg, "rows": rows,

@@ -14,7 +14,7 @@ import hashlib
 
 import numpy as np
 
-KINDS = ("addition", "multiplication")
+KINDS = ("addition", "multiplication", "reverse")
 FORMATS = ("direct", "scratchpad")
 
 
@@ -45,17 +45,19 @@ class Task:
         return self.digits + 1 if self.kind == "addition" else 2 * self.digits
 
     def answer(self, a: int, b: int) -> int:
+        if self.kind == "reverse":
+            return int(f"{a:0{self.digits}d}{b:0{self.digits}d}"[::-1])
         return a + b if self.kind == "addition" else a * b
 
     def prompt(self, a: int, b: int, fmt: str = "direct") -> str:
         if fmt not in FORMATS:
             raise ValueError(f"format must be one of {FORMATS}")
-        op = "+" if self.kind == "addition" else "*"
+        op = {"addition": "+", "multiplication": "*", "reverse": "|"}[self.kind]
         return f"{a:0{self.digits}d}{op}{b:0{self.digits}d}" + ("=" if fmt == "direct" else ":")
 
     def completion(self, a: int, b: int, fmt: str = "direct") -> str:
         final = f"{self.answer(a, b):0{self.answer_width}d}"
-        if fmt == "direct":
+        if fmt == "direct" or self.kind == "reverse":   # reversal has no intermediate work to show
             return final + "\n"
         steps = []
         if self.kind == "addition":
@@ -98,19 +100,22 @@ class Task:
 
 
 def task_corpus_documents(spec: str, n_bytes: int = 2_000_000, seed: int = 0) -> list[tuple[str, bytes]]:
-    """Training text for ``task:KIND:DIGITS[:FORMAT]`` (FORMAT direct, scratchpad or mixed), held-out
-    problems excluded, split into documents of ~1,000 lines so the validation split works."""
+    """Training text for ``task:KIND:DIGITS[:FORMAT]`` (FORMAT direct, scratchpad or mixed; KIND
+    ``mix`` interleaves every kind), held-out problems excluded, split into documents of ~1,000
+    lines so the validation split works."""
     parts = spec.split(":")
     if len(parts) not in (3, 4) or parts[0] != "task":
         raise ValueError(f"task corpus {spec!r} must look like task:KIND:DIGITS[:direct|scratchpad|mixed]")
-    task = Task.parse(f"{parts[1]}:{parts[2]}")
+    kinds = KINDS if parts[1] == "mix" else (parts[1],)
+    tasks = [Task.parse(f"{k}:{parts[2]}") for k in kinds]
     fmt = parts[3] if len(parts) == 4 else "mixed"
     if fmt not in FORMATS + ("mixed",):
         raise ValueError(f"format must be direct, scratchpad or mixed, not {fmt!r}")
     rng = np.random.default_rng([seed, 7])
-    hi = 10 ** task.digits
+    hi = 10 ** tasks[0].digits
     docs, lines, size = [], [], 0
     while size < n_bytes:
+        task = tasks[int(rng.integers(0, len(tasks)))]
         a, b = (int(v) for v in rng.integers(0, hi, 2))
         if task.is_test(a, b):
             continue

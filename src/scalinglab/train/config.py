@@ -91,6 +91,9 @@ class RunConfig:
     dtype: str = "fp32"              # "fp32" | "bf16" (autocast)
     compile: bool = False
     diverge_factor: float = 1.5      # loss above this x the initial loss after warmup = diverged
+    distill_teacher: str | None = None   # run id of a teacher checkpoint (in the same checkpoint dir)
+    distill_alpha: float = 0.5           # weight of the KL term (1 - alpha on the hard labels)
+    distill_temperature: float = 2.0
 
     def __post_init__(self):
         if self.horizon not in HORIZON_KINDS:

@@ -360,21 +360,11 @@ def _verification_figure(store, run, forecast, out_dir) -> list[str]:
 
 
 def _moe_multiplier(store, spec, report) -> dict:
-    """Compute multiplier of MoE over dense at equal active compute: the dense compute that reaches the
-    MoE frontier's loss, divided by the MoE compute (with bootstrap intervals)."""
+    """Compute multiplier of MoE over dense at equal active compute, with bootstrap intervals."""
+    from ..economics import moe_multiplier_intervals
     from ..laws import law_from_dict
-    fits = {f: store.fit(report["families"][f]["fits"]["chinchilla"]["fit_id"]) for f in ("dense", "moe")}
-    laws = {f: law_from_dict(fits[f]["payload"]) for f in fits}
-    from ..plan import _frontier_loss
-    rows = []
-    for C in spec.budgets:
-        target = _frontier_loss(laws["moe"], laws["moe"].params_, C)
-        from scipy import optimize
-        try:
-            logc = optimize.brentq(lambda x: _frontier_loss(laws["dense"], laws["dense"].params_, math.exp(x)) - target,
-                                   math.log(C) - 10, math.log(C) + 10)
-            rows.append({"budget": C, "moe_loss": target, "dense_compute_for_same_loss": math.exp(logc),
-                         "multiplier": math.exp(logc) / C})
-        except ValueError:
-            rows.append({"budget": C, "moe_loss": target, "multiplier": None})
-    return {"convention": "N = active parameters; C = 6 N_active D", "budgets": rows}
+    laws = {f: law_from_dict(store.fit(report["families"][f]["fits"]["chinchilla"]["fit_id"])["payload"])
+            for f in ("dense", "moe")}
+    return {"convention": "N = active parameters; C = 6 N_active D; multiplier = dense compute reaching the MoE "
+                          "frontier loss / MoE compute",
+            "budgets": moe_multiplier_intervals(laws["dense"], laws["moe"], spec.budgets)}

@@ -99,10 +99,56 @@ def _autocast(cfg: RunConfig):
     return torch.autocast(device_type=torch.device(cfg.device).type, enabled=False)
 
 
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
+                      alpha: float, temperature: float) -> torch.Tensor:
+    """``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(student, targets)``
+    (Hinton et al. 2015, https://arxiv.org/abs/1503.02531). With a one-hot teacher, T = 1 and
+    alpha = 1 it equals the cross-entropy."""
+    V = student_logits.shape[-1]
+    s = torch.log_softmax(student_logits.float().reshape(-1, V) / temperature, -1)
+    t = torch.log_softmax(teacher_logits.float().reshape(-1, V) / temperature, -1)
+    kl = torch.nn.functional.kl_div(s, t, log_target=True, reduction="batchmean") * temperature ** 2
+    if alpha >= 1.0:
+        return kl
+    ce = torch.nn.functional.cross_entropy(student_logits.float().reshape(-1, V), targets.reshape(-1))
+    return alpha * kl + (1 - alpha) * ce
+
+
+def load_model_state(checkpoint: str | Path) -> tuple[GPT, RunConfig, str]:
+    """A model (eval mode), its config and run id from a checkpoint file, or from the newest valid
+    checkpoint in a run's folder; loaded as weights only."""
+    path = Path(checkpoint)
+    if path.is_file():
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    else:
+        state, problems = load_latest(path)
+        if state is None:
+            raise FileNotFoundError(f"no valid checkpoint in {path}" + (f" ({'; '.join(problems)})" if problems else ""))
+    cfg = RunConfig.from_dict(state["config"])
+    model = GPT(cfg.model)
+    model.load_state_dict(state["model"])
+    return model.eval(), cfg, state["run_id"]
+
+
+def load_teacher(cfg: RunConfig, checkpoint_dir: str | Path | None) -> GPT | None:
+    if cfg.distill_teacher is None:
+        return None
+    if checkpoint_dir is None:
+        raise ValueError("distillation needs checkpoint_dir (the teacher's checkpoint lives there)")
+    teacher, tcfg, _ = load_model_state(Path(checkpoint_dir) / cfg.distill_teacher)
+    if tcfg.model.vocab_size != cfg.model.vocab_size or tcfg.tokenizer != cfg.tokenizer:
+        raise ValueError("teacher and student must share the tokenizer")
+    return teacher.to(cfg.device)
+
+
 def train_run(cfg: RunConfig, *, checkpoint_dir: str | Path | None = None, data: TokenData | None = None,
               progress: Callable[[dict], None] | None = None, stop_after_steps: int | None = None,
               checkpoint_every_s: float = 60.0, threads: int | None = None) -> RunResult:
     """Train one model as ``cfg`` says, resuming from the newest valid checkpoint in ``checkpoint_dir``.
+
+    With ``cfg.distill_teacher`` set, the student learns from that run's checkpoint (in
+    ``checkpoint_dir``) through :func:`distillation_loss`; the teacher's forward FLOPs are not counted
+    in the student's training compute (reported separately by the distillation study).
 
     Args:
         stop_after_steps: stop (with a checkpoint) once this many steps are done in total; the run
@@ -137,6 +183,7 @@ def train_run(cfg: RunConfig, *, checkpoint_dir: str | Path | None = None, data:
             torch.set_rng_state(state["torch_rng"])
             step, curve, init_loss = int(state["step"]), list(state["curve"]), state["init_loss"]
     resumed_from = step
+    teacher = load_teacher(cfg, checkpoint_dir)
     stepper = torch.compile(model) if cfg.compile else model
 
     def checkpoint():
@@ -160,8 +207,13 @@ def train_run(cfg: RunConfig, *, checkpoint_dir: str | Path | None = None, data:
             for g in opt.param_groups:
                 g["lr"] = lr
         with _autocast(cfg):
-            _, loss, aux = stepper(x, y)
+            logits, loss, aux = stepper(x, y)
             objective = model.training_loss(loss, aux)
+            if teacher is not None:
+                with torch.no_grad():
+                    t_logits, _, _ = teacher(x)
+                objective = objective - loss + distillation_loss(logits, t_logits, y, cfg.distill_alpha,
+                                                                 cfg.distill_temperature)
         for opt in optims:
             opt.zero_grad(set_to_none=True)
         objective.backward()

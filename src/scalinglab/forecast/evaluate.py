@@ -1,0 +1,58 @@
+"""Evaluate checkpoints on the procedural tasks under every metric of :mod:`.metrics`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..testtime.tasks import Task
+from .metrics import brier_score, edit_distance, mean_log_likelihood
+
+
+@torch.no_grad()
+def evaluate_task(model, task: Task, n_problems: int = 100, seed: int = 0) -> dict:
+    """Greedy answers and teacher-forced probabilities on ``n_problems`` held-out problems.
+
+    Returns the mean of each metric, plus ``task_loss`` = -log_likelihood (nats per answer token).
+    """
+    from ..testtime.sampling import generate
+    em, ll, ed, br = [], [], [], []
+    for a, b in task.problems(n_problems, seed=seed):
+        prompt = list(task.prompt(a, b).encode())
+        ref = list(task.completion(a, b).encode())           # answer digits + newline
+        out = generate(model, prompt, 1, len(ref) + 2, temperature=0.0, stop_token=ord("\n"))[0]
+        em.append(float(out == ref))
+        ed.append(float(edit_distance(out, ref)))
+        x = torch.tensor([prompt + ref[:-1]])
+        logits, _, _ = model(x)
+        lp = torch.log_softmax(logits[0, len(prompt) - 1:].float(), -1).numpy()
+        tgt = np.array(ref)
+        ll.append(mean_log_likelihood(lp, tgt))
+        br.append(brier_score(np.exp(lp), tgt))
+    return {"exact_match": float(np.mean(em)), "log_likelihood": float(np.mean(ll)),
+            "task_loss": -float(np.mean(ll)), "token_edit_distance": float(np.mean(ed)), "brier": float(np.mean(br)),
+            "n_problems": n_problems}
+
+
+def evaluate_runs(store, checkpoint_dir: str | Path, tasks: list[str], *, n_problems: int = 100,
+                  family: str | None = None, log=print) -> list[dict]:
+    """Evaluate every finished run with a checkpoint on ``tasks``; rows for the scores table."""
+    from ..train.run import load_model_state
+    rows = []
+    for run in store.runs(status="finished", family=family):
+        folder = Path(checkpoint_dir) / run.run_id
+        if not folder.exists():
+            continue
+        model, cfg, _ = load_model_state(folder)
+        if cfg.tokenizer != "byte":
+            continue
+        for spec in tasks:
+            task = Task.parse(spec)
+            res = evaluate_task(model, task, n_problems)
+            log(f"{run.name}: {spec} exact match {res['exact_match']:.3f}, log-likelihood {res['log_likelihood']:.3f}")
+            for metric in ("exact_match", "log_likelihood", "task_loss", "token_edit_distance", "brier"):
+                rows.append({"source": "evaluate", "model": run.name, "run_id": run.run_id, "n": run.n_active,
+                             "d": run.tokens, "c": run.flops_6nd, "loss": run.final_loss, "task": spec,
+                             "metric": metric, "value": res[metric]})
+    return rows
