@@ -970,6 +970,38 @@ def gate_cmd(policy: Path = typer.Option(..., help="TOML policy of capability th
     raise typer.Exit(result["exit_code"])
 
 
+# --------------------------------------------------------------------------------------------- report
+@app.command("report")
+def report_cmd(out: Path = typer.Option(Path("report.html"), "--out", help="The HTML file to write."),
+               static: Optional[Path] = typer.Option(None, "--static", help="Also write matplotlib PNG/SVG figures here."),
+               store: Path = StoreOpt, as_json: bool = JsonOpt):
+    """Write a single offline HTML report of everything in the store."""
+    from .report.html import write_report
+    if not store.exists():
+        _fail(f"no run store at {store}")
+    res = write_report(store, out, static_dir=static)
+    if as_json:
+        return _emit_json(res)
+    console.print(f"wrote {res['report']} ({res['bytes'] / 1e6:.1f} MB, offline)")
+    for p in res["static_figures"]:
+        if p.endswith(".png"):
+            console.print(f"figure: {p}")
+
+
+@app.command("serve")
+def serve_cmd(store: Path = StoreOpt, host: str = typer.Option("127.0.0.1", help="Address to bind (default: this machine only)."),
+              port: int = typer.Option(8765)):
+    """Serve a live dashboard of the store (read-only; safe while a ladder writes)."""
+    from .report.dashboard import serve
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"[yellow]warning:[/] binding {host}: the dashboard has no authentication")
+    console.print(f"dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
+    try:
+        serve(store, host, port)
+    except FileNotFoundError as e:
+        _fail(str(e))
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -249,6 +249,12 @@ class RunStore:
         marks = ", ".join(f":{c}" for c in _RUN_COLUMNS)
         self._db.execute(f"INSERT OR REPLACE INTO runs ({cols}) VALUES ({marks})", row)
 
+    def set_progress(self, run_id: str, progress: dict) -> None:
+        """Record a running run's latest progress (step, loss, tokens/s, ETA) for live views."""
+        with self._db:
+            self._db.execute("UPDATE runs SET extra = json_set(extra, '$.progress', json(?)), updated_at=? WHERE run_id=?",
+                             (json.dumps(progress), time.time(), run_id))
+
     def _existing_ids(self, ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
         for i in range(0, len(ids), 500):

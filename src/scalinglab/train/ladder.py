@@ -204,11 +204,17 @@ def train_entries(entries: list[LadderEntry], store: RunStore, executor: Executo
     prog = _Progress(show_progress, sum(e.config.horizon_value for e in todo), log)
     outcome = {"trained": 0, "diverged": 0, "failed": 0, "skipped": skipped}
 
+    last_write: dict = {}
+
     def on_progress(key, info):
-        if key not in prog.runs if prog.enabled else False:
+        if prog.enabled and key not in prog.runs:
             e = by_key[key]
             prog.start(key, e.name, info["steps"], e.config.horizon_value)
         prog.update(key, info)
+        now = time.time()
+        if now - last_write.get(key, 0.0) > 2.0:     # a heartbeat for live views (the dashboard)
+            store.set_progress(key, dict(info, updated=now))
+            last_write[key] = now
 
     def on_result(task, result, error):
         e = by_key[task.key]

@@ -1,0 +1,56 @@
+"""The local dashboard: the report's views served live from the store (read-only, so a ladder can
+write at the same time), with the runs table refreshing every two seconds.
+
+Starlette + uvicorn; binds 127.0.0.1 unless another address is asked for explicitly.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+
+def create_app(store_path: str | Path):
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse, JSONResponse
+    from starlette.routing import Route
+
+    from ..store import RunStore
+    from .html import render_report, runs_table
+
+    store_path = Path(store_path)
+
+    def _open():
+        return RunStore(store_path, readonly=True)
+
+    async def index(request):
+        with _open() as st:
+            return HTMLResponse(render_report(st, title="scalinglab dashboard", live=True))
+
+    async def runs_table_view(request):
+        with _open() as st:
+            return HTMLResponse(runs_table(st.runs()))
+
+    async def api_runs(request):
+        with _open() as st:
+            runs = st.runs()
+        return JSONResponse({"runs": [{"run_id": r.run_id, "name": r.name, "status": r.status, "final_loss": r.final_loss,
+                                       "n_total": r.n_total, "tokens": r.tokens, "progress": r.extra.get("progress")}
+                                      for r in runs]})
+
+    async def api_curve(request):
+        with _open() as st:
+            return JSONResponse({"curve": st.curve(request.path_params["run_id"])})
+
+    return Starlette(routes=[Route("/", index), Route("/api/runs-table", runs_table_view), Route("/api/runs", api_runs),
+                             Route("/api/curves/{run_id}", api_curve)])
+
+
+def serve(store_path: str | Path, host: str = "127.0.0.1", port: int = 8765) -> None:
+    """Run the dashboard until interrupted."""
+    import uvicorn
+    if not Path(store_path).exists():
+        raise FileNotFoundError(f"no run store at {store_path}")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        warnings.warn(f"serving on {host}: the dashboard has no authentication; anyone who can reach this address "
+                      "can read the store", RuntimeWarning, stacklevel=2)
+    uvicorn.run(create_app(store_path), host=host, port=port, log_level="warning")

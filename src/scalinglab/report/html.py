@@ -1,0 +1,313 @@
+"""The self-contained HTML report: interactive plotly charts with plotly.js embedded, a sortable runs
+table, and a section for everything the store holds (empty sections are left out).
+
+Offline by construction: plotly.js is inlined, and a Content-Security-Policy forbids the page from
+fetching anything. All text from the store (run names, configs, imported columns) is escaped.
+"""
+from __future__ import annotations
+
+import html
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..store import RunStore
+
+CSP = ("default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
+       "img-src data: blob:; font-src data:; connect-src 'self'")
+CONVENTIONS = ("N = {n}; C = 6·N·D (training FLOPs, N the stated parameter convention); loss in nats per token "
+               "(per byte for byte-level tokenizers)")
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:0 auto;max-width:1180px;padding:16px;color:#222}
+h1{margin-bottom:0} .sub{color:#666;margin-top:4px} h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
+table{border-collapse:collapse;font-size:13px;width:100%} th,td{border-bottom:1px solid #eee;padding:3px 6px;text-align:right}
+th{cursor:pointer;background:#f6f6f6;position:sticky;top:0} td.l,th.l{text-align:left}
+.note{color:#555;font-size:12px;margin:4px 0 10px} .diverged{color:#b45309} .failed{color:#b91c1c} .running{color:#1d4ed8}
+.tag{display:inline-block;padding:0 6px;border-radius:8px;background:#eef}
+"""
+
+_SORT_JS = """
+function sortTable(th){const t=th.closest('table');const i=[...th.parentNode.children].indexOf(th);
+const asc=th.dataset.asc!=='1';th.dataset.asc=asc?'1':'0';const rows=[...t.tBodies[0].rows];
+const key=r=>{const v=r.cells[i].dataset.v??r.cells[i].textContent;const f=parseFloat(v);return isNaN(f)?v:f};
+rows.sort((a,b)=>{const x=key(a),y=key(b);return (x>y?1:x<y?-1:0)*(asc?1:-1)});rows.forEach(r=>t.tBodies[0].appendChild(r));}
+"""
+
+
+def _e(x) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _num(x, fmt="{:.4g}") -> str:
+    return "–" if x is None else fmt.format(x)
+
+
+def _fig_html(fig, div_id: str) -> str:
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config={"displaylogo": False})
+
+
+def runs_table(runs) -> str:
+    cols = [("name", "l"), ("status", "l"), ("family", "l"), ("N_total", ""), ("N_nonembedding", ""), ("N_active", ""),
+            ("D (tokens)", ""), ("C = 6ND", ""), ("C with attention", ""), ("final loss", ""), ("source", "l"),
+            ("progress", "l")]
+    head = "".join(f'<th class="{c}" onclick="sortTable(this)">{_e(n)}</th>' for n, c in cols)
+    body = []
+    for r in runs:
+        prog = r.extra.get("progress") or {}
+        ptxt = (f"step {prog.get('step')}/{prog.get('steps')}, {prog.get('tokens_per_s', 0):,.0f} tok/s, "
+                f"ETA {prog.get('eta_s', 0):.0f}s") if r.status == "running" and prog else ""
+        cells = [(r.name, "l", r.name), (r.status, f"l {r.status}", r.status), (r.family or "", "l", r.family or "")]
+        for v in (r.n_total, r.n_nonembedding, r.n_active, r.tokens, r.flops_6nd, r.flops_with_attention, r.final_loss):
+            cells.append((_num(v), "", "" if v is None else repr(float(v))))
+        cells += [(r.source, "l", r.source), (ptxt, "l", ptxt)]
+        body.append("<tr>" + "".join(f'<td class="{c}" data-v="{_e(v)}">{_e(t)}</td>' for t, c, v in cells) + "</tr>")
+    return f'<table id="runs-table"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _sections(store: RunStore) -> list[tuple[str, str, str]]:
+    """(id, title, html) for every section with something to show."""
+    import plotly.graph_objects as go
+
+    from ..analysis import run_arrays
+    from ..laws import IsoFLOPApproach, law_from_dict
+    out = []
+    runs = store.runs()
+    if runs:
+        counts = {s: sum(r.status == s for r in runs) for s in ("finished", "running", "diverged", "failed")}
+        note = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+        out.append(("runs", "Runs", f'<p class="note">{len(runs)} runs ({_e(note)}); click a header to sort. '
+                                    f'Parameter conventions: N_total (all), N_nonembedding (no token embedding / untied head), '
+                                    f'N_active (top-k experts only). C = 6·N_active·D.</p>' + runs_table(runs)))
+    # loss curves
+    curves = [(r, store.curve(r.run_id)) for r in runs]
+    curves = [(r, c) for r, c in curves if c]
+    if curves:
+        fig = go.Figure()
+        for r, c in curves:
+            fig.add_trace(go.Scatter(x=[p["flops"] for p in c], y=[p["loss"] for p in c], mode="lines+markers",
+                                     name=r.name, hovertext=f"{r.name} ({r.status})"))
+        fig.update_layout(xaxis_type="log", xaxis_title="training compute C = 6·N_active·D so far [FLOPs]",
+                          yaxis_title="validation loss [nats/token]", height=430, margin=dict(t=30))
+        out.append(("curves", "Loss curves", f'<p class="note">Validation loss on fixed held-out tokens at log-spaced '
+                    f'points; {len(curves)} runs.</p>' + _fig_html(fig, "fig-curves")))
+    # fits
+    fits = store.fits()
+    chin = next((f for f in reversed(fits) if f["law"] == "chinchilla" and f["payload"].get("law") == "chinchilla"), None)
+    if chin is not None:
+        sel = chin["payload"].get("selection", {})
+        nconv = sel.get("n_convention", "n_total")
+        law = law_from_dict(chin["payload"])
+        fam = sel.get("family")
+        rs, N, D, C, L = run_arrays([r for r in runs if fam is None or r.family == fam], nconv, sel.get("flop_convention", "6ND"))
+        fig = go.Figure()
+        if len(C):
+            fig.add_trace(go.Scatter(x=C, y=L, mode="markers", name="runs", text=[r.name for r in rs],
+                                     marker=dict(color=np.log10(N), colorscale="Viridis", showscale=True,
+                                                 colorbar=dict(title=f"log10 {nconv}"))))
+            cg = np.geomspace(C.min() / 2, C.max() * 10, 100)
+        else:
+            cg = np.geomspace(law.data_range_.get("C_min", 1e18), law.data_range_.get("C_max", 1e22) * 10, 100)
+        n_opt, d_opt = law.compute_optimal(cg)
+        fig.add_trace(go.Scatter(x=cg, y=law.predict(n_opt, d_opt), mode="lines", name="fitted compute-optimal frontier"))
+        if law.has_intervals:
+            nb, db = law.compute_optimal_samples(cg)
+            lb = law._predict_from({k: v[:, None] for k, v in law.bootstrap_params_.items()}, nb, db)
+            lo, hi = np.percentile(lb, [2.5, 97.5], axis=0)
+            fig.add_trace(go.Scatter(x=np.r_[cg, cg[::-1]], y=np.r_[hi, lo[::-1]], fill="toself", line=dict(width=0),
+                                     name="95% bootstrap interval", opacity=0.3))
+        fig.update_layout(xaxis_type="log", yaxis_type="log", height=460, margin=dict(t=60),
+                          legend=dict(orientation="h", y=1.12), xaxis_title="training compute C = 6·N·D [FLOPs]",
+                          yaxis_title="final loss [nats/token]")
+        iv = chin["intervals"]
+        rows = "".join(f"<tr><td class='l'>{_e(k)}</td><td>{v:.5g}</td><td>"
+                       + (f"[{iv[k][0]:.5g}, {iv[k][1]:.5g}]" if k in iv else "–") + "</td></tr>"
+                       for k, v in chin["params"].items())
+        table = f"<table><thead><tr><th class='l'>parameter</th><th>value</th><th>95% interval</th></tr></thead><tbody>{rows}</tbody></table>"
+        out.append(("frontier", "Loss vs compute, with the fitted frontier",
+                    f'<p class="note">Fit {chin["fit_id"]} (Chinchilla Approach 3, Huber on log-loss, bootstrap over runs). '
+                    f'Data: {_e(chin["selection"].get("source", ""))}, {chin["selection"].get("n_runs")} runs'
+                    f'{", family " + _e(fam) if fam else ""}. {_e(CONVENTIONS.format(n=nconv))}.</p>'
+                    + _fig_html(fig, "fig-frontier") + table))
+        # allocation
+        fig = go.Figure()
+        for y, name in ((n_opt, "N_opt"), (d_opt, "D_opt")):
+            fig.add_trace(go.Scatter(x=cg, y=y, mode="lines", name=f"{name} (Approach 3)"))
+        if law.has_intervals:
+            nb, db = law.compute_optimal_samples(cg)
+            for arr, name in ((nb, "N_opt"), (db, "D_opt")):
+                lo, hi = np.percentile(arr, [2.5, 97.5], axis=0)
+                fig.add_trace(go.Scatter(x=np.r_[cg, cg[::-1]], y=np.r_[hi, lo[::-1]], fill="toself", line=dict(width=0),
+                                         opacity=0.25, name=f"{name} 95% interval"))
+        budgets = sorted({r.budget for r in rs if r.budget})
+        if len(budgets) >= 2 and len(C):
+            try:
+                iso = IsoFLOPApproach(n_bootstrap=0).fit(N, D, L, C=C, budgets=np.array([r.budget or np.nan for r in rs]))
+                fig.add_trace(go.Scatter(x=[b["C"] for b in iso.budgets_], y=[b["N_opt"] for b in iso.budgets_],
+                                         mode="markers", name="N_opt per IsoFLOP budget (Approach 2)"))
+            except Exception:  # noqa: BLE001 - a missing Approach-2 view is not an error of the report
+                pass
+        a_iv = iv.get("a")
+        fig.update_layout(xaxis_type="log", yaxis_type="log", height=400, margin=dict(t=30),
+                          xaxis_title="training compute C = 6·N·D [FLOPs]", yaxis_title=f"N_opt [{nconv}] / D_opt [tokens]")
+        out.append(("allocation", "Compute-optimal N and D",
+                    f'<p class="note">N_opt ∝ C^a with a = {chin["params"]["a"]:.3f}'
+                    + (f" [{a_iv[0]:.3f}, {a_iv[1]:.3f}]" if a_iv else "") + f'; {_e(CONVENTIONS.format(n=nconv))}.</p>'
+                    + _fig_html(fig, "fig-allocation")))
+        # IsoFLOP profiles
+        if len(budgets) >= 2:
+            fig = go.Figure()
+            for b in budgets:
+                grp = [(n, l) for r, n, l in zip(rs, N, L) if r.budget == b]
+                grp.sort()
+                fig.add_trace(go.Scatter(x=[g[0] for g in grp], y=[g[1] for g in grp], mode="lines+markers",
+                                         name=f"C = {b:.3g}"))
+            fig.update_layout(xaxis_type="log", height=400, margin=dict(t=30), xaxis_title=f"N [{nconv}]",
+                              yaxis_title="final loss [nats/token]")
+            out.append(("isoflops", "IsoFLOP profiles", f'<p class="note">Runs grouped by their compute budget; '
+                        f'the minimum of each profile is the compute-optimal size. {_e(CONVENTIONS.format(n=nconv))}.</p>'
+                        + _fig_html(fig, "fig-isoflops")))
+    decisions = store.decisions()
+    forecasts = [d for d in decisions if d["kind"] == "forecast"]
+    if forecasts:
+        rows = []
+        for d in forecasts:
+            p = d["payload"]
+            run = store.run(d["subject"])
+            actual = run.final_loss if run and run.status == "finished" else None
+            err = "–" if actual is None else f"{p['predicted_loss'] / actual - 1:+.2%}"
+            rows.append(f"<tr><td class='l'>{_e(run.name if run else d['subject'])}</td><td>{p['compute_flops']:.3g}</td>"
+                        f"<td>{p['N']:.4g}</td><td>{p['D']:.4g}</td><td>{p['predicted_loss']:.4f}</td>"
+                        f"<td>[{p['interval'][0]:.4f}, {p['interval'][1]:.4f}]</td><td>{_num(actual)}</td><td>{err}</td></tr>")
+        out.append(("forecasts", "Forecasts and their verification",
+                    '<p class="note">Each forecast was recorded before its run trained (95% prediction interval: bootstrap '
+                    'parameters plus residual scatter).</p><table><thead><tr><th class="l">run</th><th>C</th><th>N</th>'
+                    '<th>D</th><th>forecast</th><th>interval</th><th>actual</th><th>error</th></tr></thead><tbody>'
+                    + "".join(rows) + "</tbody></table>"))
+    tt = _testtime_section(store)
+    if tt:
+        out.append(tt)
+    em = _emergence_section(store)
+    if em:
+        out.append(em)
+    gates = [d for d in decisions if d["kind"] == "gate"]
+    if gates:
+        rows = "".join(f"<tr><td class='l'>{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(d['created_at']))}</td>"
+                       f"<td class='l'>{_e(d['subject'])}</td><td class='l'><span class='tag'>{_e(d['decision'])}</span></td>"
+                       f"<td class='l'>{_e('; '.join(d['payload'].get('reasons', [])) or 'all rules pass')}</td>"
+                       f"<td class='l'>{_e((d['policy_hash'] or '')[:12])}</td></tr>" for d in gates)
+        out.append(("gates", "Release-gate decisions", "<table><thead><tr><th class='l'>when (UTC)</th><th class='l'>subject</th>"
+                    "<th class='l'>decision</th><th class='l'>reasons</th><th class='l'>policy sha256</th></tr></thead>"
+                    f"<tbody>{rows}</tbody></table>"))
+    return out
+
+
+def _testtime_section(store):
+    import plotly.graph_objects as go
+
+    from ..testtime.estimators import coverage_curve
+    from ..testtime.samples import group
+    groups = group(store.samples(), store.problem_counts())
+    if not groups:
+        return None
+    fig = go.Figure()
+    for (task, model), g in sorted(groups.items()):
+        nmin = int(g["n"].min())
+        ks = sorted({int(k) for k in np.unique(np.geomspace(1, nmin, 8).astype(int))})
+        cov = coverage_curve(g["n"], g["c"], ks, n_bootstrap=200)
+        fig.add_trace(go.Scatter(x=ks, y=cov["coverage"], mode="lines+markers", name=f"{task} / {model}",
+                                 error_y=dict(type="data", symmetric=False,
+                                              array=np.array(cov["upper"]) - np.array(cov["coverage"]),
+                                              arrayminus=np.array(cov["coverage"]) - np.array(cov["lower"]))))
+    fig.update_layout(xaxis_type="log", height=420, margin=dict(t=30), xaxis_title="samples per problem k",
+                      yaxis_title="coverage (unbiased pass@k)")
+    return ("testtime", "Test-time scaling: coverage vs samples",
+            f'<p class="note">{len(groups)} (task, model) groups; unbiased pass@k (Chen et al. 2021) with 95% bootstrap '
+            'intervals over problems.</p>' + _fig_html(fig, "fig-testtime"))
+
+
+def _emergence_section(store):
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+    scores = [s for s in store.scores() if s["c"]]
+    tasks = sorted({s["task"] for s in scores})
+    if not tasks:
+        return None
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("exact match (discontinuous)", "mean log-likelihood of the answer (continuous)"))
+    for task in tasks:
+        for col, metric in ((1, "exact_match"), (2, "log_likelihood")):
+            pts = sorted((s["c"], s["value"]) for s in scores if s["task"] == task and s["metric"] == metric)
+            if pts:
+                fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers",
+                                         name=f"{task} {metric}", legendgroup=task), row=1, col=col)
+    fig.update_xaxes(type="log", title_text="training compute C = 6·N_active·D [FLOPs]")
+    fig.update_layout(height=420, margin=dict(t=40))
+    return ("emergence", "Capabilities across scale",
+            f'<p class="note">The same models under a discontinuous and a continuous metric ({len(tasks)} tasks, greedy '
+            'decoding on held-out problems).</p>' + _fig_html(fig, "fig-emergence"))
+
+
+def render_report(store: RunStore, *, title: str = "scalinglab report", live: bool = False) -> str:
+    """The whole report as one HTML string (``live`` adds the dashboard's refresh script)."""
+    from plotly.offline import get_plotlyjs
+    sections = _sections(store)
+    nav = " · ".join(f'<a href="#{sid}">{_e(t)}</a>' for sid, t, _ in sections)
+    body = "".join(f'<section id="{sid}"><h2>{_e(t)}</h2>{h}</section>' for sid, t, h in sections)
+    if not sections:
+        body = "<p>The store is empty: import runs (<code>scalinglab import</code>) or train a ladder (<code>scalinglab ladder</code>).</p>"
+    live_js = _LIVE_JS if live else ""
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{_e(title)}</title>'
+            f"<style>{_STYLE}</style><script>{get_plotlyjs()}</script><script>{_SORT_JS}</script></head><body>"
+            f'<h1>{_e(title)}</h1><p class="sub">store: {_e(store.path)} · generated '
+            f'{time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}</p><nav>{nav}</nav>{body}{live_js}</body></html>')
+
+
+_LIVE_JS = """<script>
+async function refreshRuns(){try{const r=await fetch('/api/runs-table');if(!r.ok)return;
+const html=await r.text();const old=document.getElementById('runs-table');if(old){old.outerHTML=html}}catch(e){}}
+setInterval(refreshRuns,2000);</script>"""
+
+
+def write_report(store_path: str | Path, out: str | Path, *, static_dir: str | Path | None = None) -> dict:
+    """Write the HTML report (and, with ``static_dir``, the matplotlib PNG/SVG versions of its figures)."""
+    with RunStore(store_path, readonly=True) as store:
+        page = render_report(store)
+        static = _static_figures(store, static_dir) if static_dir else []
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    return {"report": str(out), "bytes": len(page.encode()), "static_figures": static}
+
+
+def _static_figures(store: RunStore, out) -> list[str]:
+    from ..analysis import fit_runs, run_arrays
+    from ..laws import FitError
+    from .figures import fit_figures
+    paths = []
+    fits = store.fits("chinchilla")
+    if fits:
+        sel = fits[-1]["payload"].get("selection", {})
+        runs = [r for r in store.runs() if sel.get("family") in (None, r.family)]
+        from ..analysis import Selection
+        selection = Selection(n_convention=sel.get("n_convention", "n_total"), family=sel.get("family"))
+        try:
+            rep = fit_runs(runs, ("chinchilla", "approach2"), selection=selection, n_bootstrap=200)
+        except FitError:
+            return paths
+        _, N, D, C, L = run_arrays(runs, selection.n_convention, "6ND")
+        paths += fit_figures(rep, N, D, C, L, out)
+    return paths
+
+
+def runs_table_html(store: RunStore) -> str:
+    return runs_table(store.runs())
+
+
+def report_json_summary(store: RunStore) -> dict:
+    return {"sections": [sid for sid, _, _ in _sections(store)], "runs": len(store.runs())}
+
+
+__all__ = ["render_report", "report_json_summary", "runs_table", "write_report"]
