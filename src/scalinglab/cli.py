@@ -98,6 +98,39 @@ def import_cmd(
         console.print(f"[yellow]dropped[/] {d['where']}: {d['reason']}")
 
 
+@app.command("import-tracker")
+def import_tracker_cmd(
+    kind: str = typer.Argument(..., help="mlflow, tensorboard or wandb."),
+    source: str = typer.Argument(..., help="MLflow tracking URI or mlruns folder; TensorBoard log dir; W&B ENTITY/PROJECT."),
+    n: Optional[str] = typer.Option(None, "--n", help="Param/tag/config key holding N."),
+    d: Optional[str] = typer.Option(None, "--d", help="Key holding D (tokens)."),
+    c: Optional[str] = typer.Option(None, "--c", help="Key holding C (FLOPs)."),
+    loss: str = typer.Option("loss", "--loss", help="Metric/tag with the loss (its whole history becomes the curve)."),
+    experiment: Optional[str] = typer.Option(None, help="MLflow experiment name (default: all)."),
+    n_convention: str = typer.Option("n_total"), on_duplicate: str = typer.Option("error"),
+    store: Path = StoreOpt, as_json: bool = JsonOpt,
+):
+    """Import runs and loss histories from MLflow, TensorBoard or Weights & Biases (all or nothing)."""
+    from . import trackers
+    m = trackers.Mapping(n=n, d=d, c=c, loss=loss, n_convention=n_convention)
+    try:
+        if kind == "mlflow":
+            res = trackers.read_mlflow(source, m, experiment=experiment)
+        elif kind == "tensorboard":
+            res = trackers.read_tensorboard(source, m)
+        elif kind == "wandb":
+            res = trackers.read_wandb(source, m)
+        else:
+            _fail(f"unknown tracker {kind!r}; choose mlflow, tensorboard or wandb")
+        with RunStore(store) as st:
+            trackers.write(res, st, on_duplicate)
+    except (importers.ImportFormatError, StoreError) as e:
+        _fail(str(e))
+    if as_json:
+        return _emit_json(res.to_dict())
+    console.print(f"imported {res.written} runs ({res.columns['points']} metric points) from {kind} {source} into {store}")
+
+
 # --------------------------------------------------------------------------------------------- runs
 @app.command("runs")
 def runs_cmd(store: Path = StoreOpt, status: Optional[str] = typer.Option(None, help="Filter by status."),
@@ -397,8 +430,10 @@ def ladder_cmd(
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
     dtype: str = typer.Option("fp32", help="fp32 or bf16 (autocast)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile each model."),
-    executor: str = typer.Option("local", help="local (worker processes) or inline (this process)."),
+    executor: str = typer.Option("local", help="local (worker processes), inline (this process) or ray."),
     workers: int = typer.Option(1, help="Runs at a time (local executor)."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address: auto or HOST:PORT (default: start one here)."),
+    gpus_per_run: float = typer.Option(0, help="GPUs each run asks Ray for."),
     threads: Optional[int] = typer.Option(None, help="Torch threads per worker."),
     bootstrap: Optional[int] = typer.Option(None, help="Bootstrap resamples for the fits."),
     verify: bool = typer.Option(True, help="Forecast, then train, a run at 4x the largest budget."),
@@ -428,7 +463,7 @@ def ladder_cmd(
         if bootstrap is not None:
             changes["n_bootstrap"] = bootstrap
         spec = dc.replace(PRESETS[preset], **changes)
-        ex = make_executor(executor, workers=workers, threads=threads)
+        ex = make_executor(executor, workers=workers, threads=threads, address=address, gpus_per_run=gpus_per_run)
     except ValueError as e:
         _fail(str(e))
     log = (lambda m: err.print(m, highlight=False, markup=False)) if as_json else (lambda m: console.print(m, highlight=False, markup=False))

@@ -45,6 +45,7 @@ class ImportResult:
     dropped: list[dict]
     columns: dict
     written: int = 0
+    curves: dict = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"source": self.source, "n_runs": len(self.runs), "written": self.written, "derived": self.derived,

@@ -131,10 +131,77 @@ def _drain(q, on_progress):
         on_progress(key, info)
 
 
-def make_executor(name: str, *, workers: int = 1, threads: int | None = None, **kwargs) -> Executor:
+def _execute_on_ray(task: Task, queue, threads: int | None) -> RunResult:
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
+    cfg = RunConfig.from_dict(task.config)
+
+    def report(info):
+        try:
+            queue.put_nowait((task.key, info))
+        except Exception:  # noqa: BLE001 - progress is best effort; a full queue must not stop training
+            pass
+
+    return train_run(cfg, checkpoint_dir=task.checkpoint_dir, progress=report)
+
+
+class RayExecutor:
+    """Each run is a Ray task with its own CPU/GPU resources; crashed workers are retried (the run
+    resumes from its checkpoint, which must live on a path every worker can reach); results come
+    back to the driver, which alone writes the store.
+
+    Args:
+        address: ``None`` starts a local Ray instance; ``"auto"`` or ``"HOST:PORT"`` joins a cluster.
+        cpus_per_run, gpus_per_run: resources each run asks Ray for.
+        max_retries: times Ray re-runs a task whose worker died.
+        init_kwargs: passed to ``ray.init`` (e.g. ``num_cpus=2`` for a local test instance).
+    """
+
+    def __init__(self, address: str | None = None, *, cpus_per_run: float = 1, gpus_per_run: float = 0,
+                 max_retries: int = 2, threads: int | None = None, init_kwargs: dict | None = None):
+        self.address = address
+        self.cpus_per_run = cpus_per_run
+        self.gpus_per_run = gpus_per_run
+        self.max_retries = max_retries
+        self.threads = threads
+        self.init_kwargs = init_kwargs or {}
+
+    def run(self, tasks, on_progress, on_result):
+        try:
+            import ray
+            from ray.util.queue import Queue
+        except ImportError:  # pragma: no cover - depends on the install
+            raise RuntimeError("the Ray executor needs Ray: pip install 'scalinglab[ray]'") from None
+        if not ray.is_initialized():
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=False, **self.init_kwargs)
+        queue = Queue(maxsize=10_000)
+        remote = ray.remote(num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run,
+                            max_retries=self.max_retries)(_execute_on_ray)
+        pending = {remote.remote(t, queue, self.threads): t for t in tasks}
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+                while not queue.empty():
+                    key, info = queue.get_nowait()
+                    on_progress(key, info)
+                for ref in done:
+                    task = pending.pop(ref)
+                    try:
+                        on_result(task, ray.get(ref), None)
+                    except Exception as e:  # noqa: BLE001 - a failed run is recorded, the ladder goes on
+                        on_result(task, None, f"{type(e).__name__}: {str(e).splitlines()[0][:300]}")
+        finally:
+            queue.shutdown()
+
+
+def make_executor(name: str, *, workers: int = 1, threads: int | None = None, address: str | None = None,
+                  gpus_per_run: float = 0, **kwargs) -> Executor:
     """``local`` (processes), ``inline`` (this process) or ``ray`` (a Ray cluster, optional extra)."""
     if name == "local":
         return LocalExecutor(workers=workers, threads=threads)
     if name == "inline":
         return InlineExecutor(threads=threads)
-    raise ValueError(f"unknown executor {name!r}; choose local or inline")
+    if name == "ray":
+        return RayExecutor(address, gpus_per_run=gpus_per_run, threads=threads, **kwargs)
+    raise ValueError(f"unknown executor {name!r}; choose local, inline or ray")

@@ -199,67 +199,71 @@ def train_run(cfg: RunConfig, *, checkpoint_dir: str | Path | None = None, data:
     smoothed, status, reason, load = None, "finished", None, None
     tokens_per_step = cfg.tokens_per_step
     warmup = max(1, round(cfg.warmup_frac * total))
-    while step < total:
-        x, y = get_batch(data.train, cfg.model.seq_len, cfg.batch_size, cfg.seed, step)
-        x, y = torch.from_numpy(x).to(cfg.device), torch.from_numpy(y).to(cfg.device)
-        lr = lr_at(cfg, step, total)
-        for opt in optims:
-            for g in opt.param_groups:
-                g["lr"] = lr
-        with _autocast(cfg):
-            logits, loss, aux = stepper(x, y)
-            objective = model.training_loss(loss, aux)
-            if teacher is not None:
-                with torch.no_grad():
-                    t_logits, _, _ = teacher(x)
-                objective = objective - loss + distillation_loss(logits, t_logits, y, cfg.distill_alpha,
-                                                                 cfg.distill_temperature)
-        for opt in optims:
-            opt.zero_grad(set_to_none=True)
-        objective.backward()
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        for opt in optims:
-            opt.step()
-        step += 1
-        lv = float(loss.detach())
-        if init_loss is None:
-            init_loss = lv
-        smoothed = lv if smoothed is None else 0.9 * smoothed + 0.1 * lv
-        if aux:
-            load = aux["expert_load"].mean(0).tolist()
-        if not math.isfinite(lv):
-            status, reason = "diverged", f"non-finite training loss at step {step}"
-        elif step > warmup and smoothed > cfg.diverge_factor * init_loss:
-            status, reason = "diverged", f"training loss {smoothed:.3f} exceeded {cfg.diverge_factor}x the initial {init_loss:.3f} at step {step}"
-        if status == "diverged":
-            curve.append({"split": "train", "step": step, "tokens": step * tokens_per_step,
-                          "flops": 6.0 * counts["active"] * step * tokens_per_step, "loss": lv if math.isfinite(lv) else None})
-            break
-        if step in evals:
-            vl = evaluate(model, windows, cfg)
-            curve.append({"split": "val", "step": step, "tokens": step * tokens_per_step,
-                          "flops": 6.0 * counts["active"] * step * tokens_per_step, "loss": vl})
-            curve.append({"split": "train", "step": step, "tokens": step * tokens_per_step,
-                          "flops": 6.0 * counts["active"] * step * tokens_per_step, "loss": smoothed})
-            if not math.isfinite(vl):
-                status, reason = "diverged", f"non-finite validation loss at step {step}"
+    try:
+        while step < total:
+            x, y = get_batch(data.train, cfg.model.seq_len, cfg.batch_size, cfg.seed, step)
+            x, y = torch.from_numpy(x).to(cfg.device), torch.from_numpy(y).to(cfg.device)
+            lr = lr_at(cfg, step, total)
+            for opt in optims:
+                for g in opt.param_groups:
+                    g["lr"] = lr
+            with _autocast(cfg):
+                logits, loss, aux = stepper(x, y)
+                objective = model.training_loss(loss, aux)
+                if teacher is not None:
+                    with torch.no_grad():
+                        t_logits, _, _ = teacher(x)
+                    objective = objective - loss + distillation_loss(logits, t_logits, y, cfg.distill_alpha,
+                                                                     cfg.distill_temperature)
+            for opt in optims:
+                opt.zero_grad(set_to_none=True)
+            objective.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            for opt in optims:
+                opt.step()
+            step += 1
+            lv = float(loss.detach())
+            if init_loss is None:
+                init_loss = lv
+            smoothed = lv if smoothed is None else 0.9 * smoothed + 0.1 * lv
+            if aux:
+                load = aux["expert_load"].mean(0).tolist()
+            if not math.isfinite(lv):
+                status, reason = "diverged", f"non-finite training loss at step {step}"
+            elif step > warmup and smoothed > cfg.diverge_factor * init_loss:
+                status, reason = "diverged", f"training loss {smoothed:.3f} exceeded {cfg.diverge_factor}x the initial {init_loss:.3f} at step {step}"
+            if status == "diverged":
+                curve.append({"split": "train", "step": step, "tokens": step * tokens_per_step,
+                              "flops": 6.0 * counts["active"] * step * tokens_per_step, "loss": lv if math.isfinite(lv) else None})
                 break
-        now = time.perf_counter()
-        if progress is not None and (now - last_report > 0.5 or step == total):
-            done = step - resumed_from
-            el = now - t0
-            tps = done * tokens_per_step / el
-            progress({"run_id": run_id, "step": step, "steps": total, "loss": smoothed, "tokens_per_s": tps,
-                      "flops_per_s": tps * fpt["training"], "eta_s": (total - step) * el / max(done, 1)})
-            last_report = now
-        if stop_after_steps is not None and step >= stop_after_steps and step < total:
-            checkpoint()
-            status, reason = "interrupted", f"stopped after {step} steps"
-            break
-        if ckpt_dir is not None and (now - last_ckpt > checkpoint_every_s):
-            checkpoint()
-            last_ckpt = now
+            if step in evals:
+                vl = evaluate(model, windows, cfg)
+                curve.append({"split": "val", "step": step, "tokens": step * tokens_per_step,
+                              "flops": 6.0 * counts["active"] * step * tokens_per_step, "loss": vl})
+                curve.append({"split": "train", "step": step, "tokens": step * tokens_per_step,
+                              "flops": 6.0 * counts["active"] * step * tokens_per_step, "loss": smoothed})
+                if not math.isfinite(vl):
+                    status, reason = "diverged", f"non-finite validation loss at step {step}"
+                    break
+            now = time.perf_counter()
+            if progress is not None and (now - last_report > 0.5 or step == total):
+                done = step - resumed_from
+                el = now - t0
+                tps = done * tokens_per_step / el
+                progress({"run_id": run_id, "step": step, "steps": total, "loss": smoothed, "tokens_per_s": tps,
+                          "flops_per_s": tps * fpt["training"], "eta_s": (total - step) * el / max(done, 1)})
+                last_report = now
+            if stop_after_steps is not None and step >= stop_after_steps and step < total:
+                checkpoint()
+                status, reason = "interrupted", f"stopped after {step} steps"
+                break
+            if ckpt_dir is not None and (now - last_ckpt > checkpoint_every_s):
+                checkpoint()
+                last_ckpt = now
+    except KeyboardInterrupt:
+        checkpoint()  # SIGINT: a clean stop that keeps the work done so far
+        raise
     elapsed = time.perf_counter() - t0
     done = step - resumed_from
     if status == "finished":
