@@ -901,10 +901,10 @@ def _two_step(store, task, metric, bootstrap):
     from .forecast import TwoStepForecast
     from .forecast.metrics import BOUNDED
     models, by_model = _score_table(store, task, metric)
-    C = [by_model[m]["c"] for m in models]
-    TL = [by_model[m]["task_loss"] for m in models]
-    S = [by_model[m][metric] for m in models]
-    return TwoStepForecast(n_bootstrap=bootstrap, score_bounds=BOUNDED.get(metric)), C, TL, S
+    cols = {k: [by_model[m][k] for m in models] for k in ("c", "task_loss", metric, "n", "d")}
+    nd = all(cols["n"]) and all(cols["d"])
+    return (TwoStepForecast(n_bootstrap=bootstrap, score_bounds=BOUNDED.get(metric)), cols["c"], cols["task_loss"],
+            cols[metric], cols["n"] if nd else None, cols["d"] if nd else None)
 
 
 @app.command("forecast")
@@ -917,19 +917,22 @@ def forecast_cmd(task: str = typer.Option(..., help="Task, e.g. addition:2."),
                  bootstrap: int = typer.Option(1000), store: Path = StoreOpt, as_json: bool = JsonOpt):
     """Two-step forecast: compute -> task loss (power law) -> score (sigmoid), with bootstrap intervals."""
     from .forecast import backtest
-    fc, C, TL, S = _two_step(store, task, metric, bootstrap)
-    out: dict = {"task": task, "metric": metric, "method": "C -> task loss: L = E + (C_c/C)^alpha; task loss -> score: sigmoid"}
+    fc, C, TL, S, N, D = _two_step(store, task, metric, bootstrap)
+    out: dict = {"task": task, "metric": metric}
     try:
         if backtest_n:
-            out["backtest"] = backtest(C, TL, S, n_holdout=backtest_n, n_bootstrap=bootstrap, score_bounds=fc.score_bounds)
-        fc.fit(C, TL, S)
+            out["backtest"] = backtest(C, TL, S, n_holdout=backtest_n, N=N, D=D, n_bootstrap=bootstrap,
+                                       score_bounds=fc.score_bounds)
+        fc.fit(C, TL, S, N=N, D=D)
+        out["method"] = ("task loss = E + A/N^alpha + B/D^beta (compute forecasts at the law's compute-optimal N, D)"
+                         if fc.by_nd_ else "task loss = E + (C_c/C)^alpha") + "; score = sigmoid(task loss)"
         out["step1"] = {"params": fc.step1_.params_, "intervals": fc.step1_.intervals()}
         out["step2"] = {"params": fc.step2_.params_}
         if params or tokens:
             if not (params and tokens):
                 _fail("give both --params and --tokens (or --compute)")
-            compute = str(6 * parse_quantity(params) * parse_quantity(tokens))
-        if compute:
+            out["forecast"] = fc.predict(N=parse_quantity(params), D=parse_quantity(tokens))
+        elif compute:
             out["forecast"] = fc.predict(parse_quantity(compute))
         if threshold is not None:
             out["threshold"] = fc.compute_for_score(threshold)
@@ -938,19 +941,21 @@ def forecast_cmd(task: str = typer.Option(..., help="Task, e.g. addition:2."),
     if as_json:
         return _emit_json(out)
     console.print(f"[bold]{task} {metric}[/]: {out['method']} ({len(C)} models)")
+    fmt_iv = lambda v: f"[{v[0]:.4g}, {v[1]:.4g}]" if v else ""  # noqa: E731
     if "forecast" in out:
         f = out["forecast"]
         iv = f["intervals"]
-        console.print(f"  at C={f['compute_flops']:.3g}: task loss {f['task_loss']:.4f} {iv.get('task_loss', '')}, "
-                      f"{metric} {f['score']:.4f} {iv.get('score', '')} (prediction {iv.get('score_prediction', '')}); "
+        console.print(f"  at C={f['compute_flops']:.3g}: task loss {f['task_loss']:.4f} {fmt_iv(iv.get('task_loss'))}, "
+                      f"{metric} {f['score']:.4f} {fmt_iv(iv.get('score'))} (prediction {fmt_iv(iv.get('score_prediction'))}); "
                       f"{f['extrapolation']['compute_over_max_fitted']:.2g}x the largest model's compute")
     if "threshold" in out:
         t = out["threshold"]
-        console.print(f"  {metric} crosses {threshold} at C ≈ {t['compute_flops']:.3g} {t['intervals'].get('compute_flops', '')}")
+        console.print(f"  {metric} crosses {threshold} at C ≈ {t['compute_flops']:.3g} {fmt_iv(t['intervals'].get('compute_flops'))}")
     if "backtest" in out:
         for r in out["backtest"]["held_out"]:
             console.print(f"  backtest at C={r['compute_flops']:.3g}: predicted {r['predicted_score']:.4f} "
-                          f"{r['intervals'].get('score', '')}, actual {r['actual_score']:.4f}")
+                          f"{fmt_iv(r['intervals'].get('score'))}, actual {r['actual_score']:.4f}; task loss predicted "
+                          f"{r['predicted_task_loss']:.4f} vs actual {r['actual_task_loss']:.4f}")
 
 
 @app.command("gate")
@@ -977,9 +982,9 @@ def gate_cmd(policy: Path = typer.Option(..., help="TOML policy of capability th
                 C = parse_quantity(plan_compute)
                 subject = f"plan:C={C:.3g}"
                 for rule in rules:
-                    fc, Cs, TL, S = _two_step(store, rule.task, rule.metric if rule.metric != "task_loss" else "exact_match",
-                                              bootstrap)
-                    fc.fit(Cs, TL, S)
+                    fc, Cs, TL, S, Ns, Ds = _two_step(store, rule.task,
+                                                      rule.metric if rule.metric != "task_loss" else "exact_match", bootstrap)
+                    fc.fit(Cs, TL, S, N=Ns, D=Ds)
                     p = fc.predict(C)
                     if rule.metric == "task_loss":
                         evidence[(rule.task, rule.metric)] = {"value": p["task_loss"], "interval": p["intervals"].get("task_loss"),

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 from scipy import optimize
 
-from ..laws import FitError, PowerLaw, percentile_interval
+from ..laws import ChinchillaLaw, FitError, PowerLaw, percentile_interval
 
 
 def sigmoid(L, a, k, L0, b):
@@ -69,9 +69,11 @@ class SigmoidFit:
 
 
 class TwoStepForecast:
-    """Compute -> task loss (``L = E + (C_c / C)^alpha``) -> score (sigmoid), bootstrapped over models.
+    """(N, D) or compute -> task loss -> score (sigmoid), bootstrapped over models.
 
-    Learned: ``step1_`` (:class:`~scalinglab.laws.PowerLaw`), ``step2_`` (:class:`SigmoidFit`), and
+    Step 1 is ``L(N, D) = E + A/N^alpha + B/D^beta`` on task loss when N and D are known for at least
+    6 models (as in the OLMo ladder; a compute forecast then uses the law's compute-optimal N and D),
+    else ``L(C) = E + (C_c / C)^alpha``. Learned: ``step1_``, ``step2_`` (:class:`SigmoidFit`), and
     per-resample parameters of both steps for intervals.
     """
 
@@ -82,12 +84,17 @@ class TwoStepForecast:
         self.seed = seed
         self.score_bounds = score_bounds
 
-    def fit(self, C, task_loss, score) -> "TwoStepForecast":
+    def fit(self, C, task_loss, score, N=None, D=None) -> "TwoStepForecast":
         C, TL, S = (np.asarray(x, float) for x in (C, task_loss, score))
         if C.size < 4:
             raise FitError(f"a two-step forecast needs at least 4 models; got {C.size}")
-        self.step1_ = PowerLaw("C", n_bootstrap=self.n_bootstrap, seed=self.seed, allow_bounds=True,
-                               huber_delta=1e-2).fit(C, TL)
+        self.by_nd_ = N is not None and D is not None and len(N) >= 6 and all(x for x in N) and all(x for x in D)
+        if self.by_nd_:
+            self.step1_ = ChinchillaLaw(n_bootstrap=self.n_bootstrap, seed=self.seed, allow_bounds=True,
+                                        huber_delta=1e-2).fit(np.asarray(N, float), np.asarray(D, float), TL)
+        else:
+            self.step1_ = PowerLaw("C", n_bootstrap=self.n_bootstrap, seed=self.seed, allow_bounds=True,
+                                   huber_delta=1e-2).fit(C, TL)
         self.step2_ = SigmoidFit().fit(TL, S)
         self.data_range_ = {"C_min": float(C.min()), "C_max": float(C.max()), "n_models": int(C.size),
                             "task_loss_min": float(TL.min()), "task_loss_max": float(TL.max())}
@@ -112,18 +119,32 @@ class TwoStepForecast:
         p1 = {k: v[:R][ok] for k, v in b1.items()}
         return p1, self.boot2_[:R][ok]
 
-    def predict(self, C) -> dict:
-        """Task loss and score at compute ``C`` with confidence intervals through both steps and a
-        prediction interval for the score (adding the sigmoid's residual scatter)."""
+    def _task_loss(self, p1: dict, C=None, N=None, D=None):
+        """Task loss under step-1 parameters ``p1`` (arrays allowed) at (N, D), or at the
+        compute-optimal (N, D) of compute C for a step 1 over (N, D)."""
+        if not self.by_nd_:
+            return self.step1_._predict_from(p1, C)
+        if N is None:
+            N, D = ChinchillaLaw._frontier(p1, C)
+        return ChinchillaLaw._predict_from(p1, N, D)
+
+    def predict(self, C=None, *, N=None, D=None) -> dict:
+        """Task loss and score at compute ``C`` (or at ``N`` parameters and ``D`` tokens) with confidence
+        intervals through both steps and a prediction interval for the score (plus the sigmoid's
+        residual scatter)."""
+        if N is not None and D is not None:
+            C = 6.0 * float(N) * float(D)
+            if not self.by_nd_:
+                N = D = None
         C = float(C)
         clip = (lambda x: np.clip(x, *self.score_bounds)) if self.score_bounds else (lambda x: x)
-        tl = float(self.step1_.predict(C))
+        tl = float(self._task_loss(self.step1_.params_, C, N, D))
         sc = float(clip(self.step2_.predict(tl)))
         out = {"compute_flops": C, "task_loss": tl, "score": sc, "intervals": {},
                "extrapolation": {"compute_over_max_fitted": C / self.data_range_["C_max"], "fitted_on": self.data_range_}}
         if self.boot2_ is not None and self.step1_.has_intervals:
             p1, p2 = self._paired()
-            tls = self.step1_._predict_from(p1, C)
+            tls = self._task_loss(p1, C, N, D)
             scs = clip(sigmoid(tls, *p2.T))
             rng = np.random.default_rng(self.seed + 2)
             noisy = clip(scs + rng.choice(self.step2_.residuals_, size=scs.shape))
@@ -141,7 +162,13 @@ class TwoStepForecast:
             E = p1.get("E", 0.0)
             if not np.isfinite(Lstar) or Lstar <= E:
                 return np.nan
-            return p1["X_c"] * (Lstar - E) ** (-1.0 / p1["alpha"])
+            if not self.by_nd_:
+                return p1["X_c"] * (Lstar - E) ** (-1.0 / p1["alpha"])
+            f = lambda x: float(self._task_loss(p1, np.exp(x))) - Lstar  # noqa: E731
+            lo, hi = np.log(1e3), np.log(1e40)
+            if f(lo) < 0 or f(hi) > 0:
+                return np.nan
+            return float(np.exp(optimize.brentq(f, lo, hi)))
 
         point = invert(self.step1_.params_, [self.step2_.params_[k] for k in SigmoidFit.param_names])
         out = {"score": value, "compute_flops": float(point), "intervals": {}}
@@ -155,15 +182,18 @@ class TwoStepForecast:
         return out
 
 
-def backtest(C, task_loss, score, *, n_holdout: int = 1, **kwargs) -> dict:
-    """Fit on all but the ``n_holdout`` largest-compute models and forecast them."""
+def backtest(C, task_loss, score, *, n_holdout: int = 1, N=None, D=None, **kwargs) -> dict:
+    """Fit on all but the ``n_holdout`` largest-compute models and forecast them (at their own N and D
+    when known)."""
     C, TL, S = (np.asarray(x, float) for x in (C, task_loss, score))
-    order = np.argsort(C)
+    order = np.argsort(C, kind="stable")
     fit_idx, held = order[:-n_holdout], order[-n_holdout:]
-    fc = TwoStepForecast(**kwargs).fit(C[fit_idx], TL[fit_idx], S[fit_idx])
+    Nf = None if N is None else np.asarray(N, float)[fit_idx]
+    Df = None if D is None else np.asarray(D, float)[fit_idx]
+    fc = TwoStepForecast(**kwargs).fit(C[fit_idx], TL[fit_idx], S[fit_idx], N=Nf, D=Df)
     rows = []
     for i in held:
-        p = fc.predict(C[i])
+        p = fc.predict(C[i]) if N is None else fc.predict(N=float(N[i]), D=float(D[i]))
         rows.append({"compute_flops": float(C[i]), "actual_score": float(S[i]), "predicted_score": p["score"],
                      "actual_task_loss": float(TL[i]), "predicted_task_loss": p["task_loss"],
                      "intervals": p["intervals"], "score_error": p["score"] - float(S[i]),
