@@ -223,14 +223,17 @@ class PowerSumLaw:
 
     @classmethod
     def from_dict(cls, state: dict) -> "PowerSumLaw":
-        law = cls(**state.get("settings", {}))
-        law.params_ = {k: float(state["params"][k]) for k in cls.param_names}
-        law.objective_ = state.get("objective")
-        law.data_range_ = state.get("data_range", {})
+        return cls(**state.get("settings", {}))._restore(state)
+
+    def _restore(self, state: dict) -> "PowerSumLaw":
+        """Set the learned attributes from :meth:`to_dict` output."""
+        self.params_ = {k: float(state["params"][k]) for k in self.param_names}
+        self.objective_ = state.get("objective")
+        self.data_range_ = state.get("data_range", {})
         boot = state.get("bootstrap")
-        law.bootstrap_params_ = None if boot is None else {k: np.asarray(v, float) for k, v in boot.items()}
-        law.residuals_ = np.asarray(state.get("residuals", []), float)
-        return law
+        self.bootstrap_params_ = None if boot is None else {k: np.asarray(v, float) for k, v in boot.items()}
+        self.residuals_ = np.asarray(state.get("residuals", []), float)
+        return self
 
     def __repr__(self) -> str:
         if not hasattr(self, "params_"):

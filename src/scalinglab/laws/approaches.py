@@ -70,7 +70,30 @@ class FrontierFit:
         return (percentile_interval(s["k_N"] * C ** s["a"], level), percentile_interval(s["k_D"] * C ** s["b"], level))
 
 
-class IsoFLOPApproach:
+class _FrontierApproach:
+    """Shared by Approaches 1 and 2: a fitted :class:`FrontierFit` answers every question."""
+
+    def _set_frontier(self, Cs, Ns, boot, data_range: dict) -> None:
+        self.frontier_ = _frontier_from(Cs, Ns, boot, self.level)
+        self.params_ = {"a": self.frontier_.a, "b": self.frontier_.b, "k_N": self.frontier_.k_N, "k_D": self.frontier_.k_D}
+        self.data_range_ = data_range
+
+    def compute_optimal(self, C):
+        return self.frontier_.compute_optimal(C)
+
+    def intervals(self, level=None):
+        return self.frontier_.intervals(level)
+
+    def all_params(self):
+        return dict(self.params_)
+
+    def __repr__(self):
+        if not hasattr(self, "params_"):
+            return f"{type(self).__name__}(n_bootstrap={self.n_bootstrap})"
+        return f"{type(self).__name__}(a={self.params_['a']:.4f}, b={self.params_['b']:.4f})"
+
+
+class IsoFLOPApproach(_FrontierApproach):
     """Approach 2: for each compute budget fit a parabola of loss against log N; its minimum is N_opt(C).
 
     Learned attributes: ``budgets_`` (list of dicts: C, N_opt, D_opt, loss_min, n_runs, edge),
@@ -130,25 +153,10 @@ class IsoFLOPApproach:
                 boot_logn[ok, j] = np.clip(-cb[ok, 1] / (2 * cb[ok, 2]), x.min() - 2, x.max() + 2)
         Cs = np.array([b["C"] for b in self.budgets_])
         Ns = np.array([b["N_opt"] for b in self.budgets_])
-        self.frontier_ = _frontier_from(Cs, Ns, None if not R else np.exp(boot_logn), self.level)
-        self.params_ = {"a": self.frontier_.a, "b": self.frontier_.b, "k_N": self.frontier_.k_N, "k_D": self.frontier_.k_D}
-        self.data_range_ = {"C_min": float(Cs.min()), "C_max": float(Cs.max()), "n_budgets": len(groups),
-                            "n_runs": int(sum(g.size for g in groups)), "N_min": float(N.min()), "N_max": float(N.max())}
+        self._set_frontier(Cs, Ns, None if not R else np.exp(boot_logn),
+                           {"C_min": float(Cs.min()), "C_max": float(Cs.max()), "n_budgets": len(groups),
+                            "n_runs": int(sum(g.size for g in groups)), "N_min": float(N.min()), "N_max": float(N.max())})
         return self
-
-    def compute_optimal(self, C):
-        return self.frontier_.compute_optimal(C)
-
-    def intervals(self, level=None):
-        return self.frontier_.intervals(level)
-
-    def all_params(self):
-        return dict(self.params_)
-
-    def __repr__(self):
-        if not hasattr(self, "params_"):
-            return f"IsoFLOPApproach(n_bootstrap={self.n_bootstrap})"
-        return f"IsoFLOPApproach(a={self.params_['a']:.4f}, b={self.params_['b']:.4f}, budgets={len(self.budgets_)})"
 
 
 def _parabola(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -178,7 +186,7 @@ def _frontier_from(Cs, Ns, boot_N, level) -> FrontierFit:
                        samples=samples, level=level)
 
 
-class EnvelopeApproach:
+class EnvelopeApproach(_FrontierApproach):
     """Approach 1: the lower envelope of all training curves over FLOPs gives N_opt(C).
 
     Each curve is interpolated in log-log space on a common log-spaced FLOP grid; at each grid point
@@ -231,21 +239,5 @@ class EnvelopeApproach:
             pick = np.argmin(masked, axis=1)
             boot = Ns[pick].astype(float)
             boot[~np.isfinite(np.min(masked, axis=1))] = np.nan
-        self.frontier_ = _frontier_from(Cs, Nenv, boot, self.level)
-        self.params_ = {"a": self.frontier_.a, "b": self.frontier_.b, "k_N": self.frontier_.k_N, "k_D": self.frontier_.k_D}
-        self.data_range_ = {"C_min": float(Cs.min()), "C_max": float(Cs.max()), "n_runs": len(curves)}
+        self._set_frontier(Cs, Nenv, boot, {"C_min": float(Cs.min()), "C_max": float(Cs.max()), "n_runs": len(curves)})
         return self
-
-    def compute_optimal(self, C):
-        return self.frontier_.compute_optimal(C)
-
-    def intervals(self, level=None):
-        return self.frontier_.intervals(level)
-
-    def all_params(self):
-        return dict(self.params_)
-
-    def __repr__(self):
-        if not hasattr(self, "params_"):
-            return f"EnvelopeApproach(n_bootstrap={self.n_bootstrap})"
-        return f"EnvelopeApproach(a={self.params_['a']:.4f}, b={self.params_['b']:.4f})"

@@ -148,13 +148,7 @@ class PowerLaw(PowerSumLaw):
     def from_dict(cls, state: dict) -> "PowerLaw":
         settings = dict(state.get("settings", {}))
         law = cls(settings.pop("variable", "N"), irreducible=settings.pop("irreducible", True), **settings)
-        law.params_ = {k: float(state["params"][k]) for k in law.param_names}
-        law.objective_ = state.get("objective")
-        law.data_range_ = state.get("data_range", {})
-        boot = state.get("bootstrap")
-        law.bootstrap_params_ = None if boot is None else {k: np.asarray(v, float) for k, v in boot.items()}
-        law.residuals_ = np.asarray(state.get("residuals", []), float)
-        return law
+        return law._restore(state)
 
     def __repr__(self) -> str:
         base = super().__repr__()
