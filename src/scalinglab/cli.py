@@ -302,6 +302,8 @@ def plan_cmd(
     unique_tokens: Optional[str] = typer.Option(None, "--unique-tokens", help="Unique tokens available (data-constrained plan)."),
     target_loss: Optional[float] = typer.Option(None, "--target-loss", help="Cheapest N, D reaching this loss."),
     inference_tokens: Optional[str] = typer.Option(None, "--inference-tokens", help="Lifetime inference tokens (inference-aware plan)."),
+    total_per_active: Optional[float] = typer.Option(None, "--total-per-active",
+                                                     help="MoE: total/active parameter ratio (e.g. 3.6 for 8x7B-style) to show memory."),
     store: Path = StoreOpt,
     as_json: bool = JsonOpt,
 ):
@@ -344,8 +346,19 @@ def plan_cmd(
             out["plans"]["compute_optimal"]["cost"] = planning.flops_to_gpu_hours(C, hardware, mfu)
         if not out["plans"]:
             _fail("nothing to plan: give --compute/--gpu-hours, --params, --target-loss or --inference-tokens")
+        if total_per_active:
+            for key in ("compute_optimal", "inference_aware"):
+                if key in out["plans"]:
+                    p = out["plans"][key]
+                    n_act = p.get("N_opt", p.get("N"))
+                    p["moe"] = {"N_active": n_act, "N_total": n_act * total_per_active,
+                                "weight_bytes_bf16": 2.0 * n_act * total_per_active,
+                                "note": "the law is over active parameters: compute follows N_active, memory N_total"}
     except ValueError as e:
         _fail(str(e))
+    if store.exists():
+        with RunStore(store) as st:
+            out["decision_id"] = st.add_decision("plan", source, "planned", out)
     if as_json:
         return _emit_json(out)
     _print_plans(out)
@@ -366,6 +379,9 @@ def _print_plans(out: dict) -> None:
         if p["loss"] is not None:
             console.print(f"  predicted loss = {p['loss']:.4f} {_iv(p, 'loss')}"
                           + (f" (prediction interval {_iv(p, 'loss_prediction')})" if "loss_prediction" in p["intervals"] else ""))
+        if "moe" in p:
+            console.print(f"  MoE: {_q(p['moe']['N_active'])} active → {_q(p['moe']['N_total'])} total parameters, "
+                          f"{p['moe']['weight_bytes_bf16'] / 1e9:.1f} GB of bf16 weights")
         _print_extrapolation(p)
     if "by_params" in plans:
         table = Table(title="compute-optimal tokens per model size")
@@ -938,6 +954,8 @@ def forecast_cmd(task: str = typer.Option(..., help="Task, e.g. addition:2."),
             out["threshold"] = fc.compute_for_score(threshold)
     except (FitError, ValueError) as e:
         _fail(str(e))
+    with RunStore(store) as st:
+        out["decision_id"] = st.add_decision("task-forecast", f"{task}/{metric}", "forecast", out)
     if as_json:
         return _emit_json(out)
     console.print(f"[bold]{task} {metric}[/]: {out['method']} ({len(C)} models)")

@@ -22,7 +22,7 @@ ALIASES = {
     "d": ("D", "d", "tokens", "n_tokens", "num_tokens", "train_tokens", "training_tokens"),
     "c": ("C", "c", "flops", "FLOPs", "compute", "train_flops", "training_flops"),
     "loss": ("loss", "final_loss", "val_loss", "eval_loss", "validation_loss", "L"),
-    "name": ("name", "run", "run_name", "run_id", "model", "id"),
+    "name": ("name", "Name", "run", "run_name", "run_id", "model", "id"),   # "Name": W&B's CSV export
     "unique_tokens": ("unique_tokens", "U", "U_D", "unique_data"),
     "status": ("status", "state"),
     "budget": ("budget", "isoflop", "compute_budget"),

@@ -185,6 +185,44 @@ def _sections(store: RunStore) -> list[tuple[str, str, str]]:
                     'parameters plus residual scatter).</p><table><thead><tr><th class="l">run</th><th>C</th><th>N</th>'
                     '<th>D</th><th>forecast</th><th>interval</th><th>actual</th><th>error</th></tr></thead><tbody>'
                     + "".join(rows) + "</tbody></table>"))
+    plans = [d for d in decisions if d["kind"] == "plan"]
+    if plans:
+        rows = []
+        for d in plans:
+            for kind, p in d["payload"].get("plans", {}).items():
+                items = p if isinstance(p, list) else [p]
+                for q in items:
+                    n = q.get("N_opt", q.get("N"))
+                    dd = q.get("D_opt", q.get("D"))
+                    iv = q.get("intervals", {})
+                    niv = iv.get("N_opt")
+                    rows.append(f"<tr><td class='l'>{_e(d['subject'])}</td><td class='l'>{_e(kind)}</td>"
+                                f"<td>{_num(q.get('compute_flops'))}</td><td>{_num(n)}"
+                                + (f" [{niv[0]:.3g}, {niv[1]:.3g}]" if niv else "") + f"</td><td>{_num(dd)}</td>"
+                                f"<td>{_num(q.get('loss'))}</td></tr>")
+        out.append(("plans", "Plans", '<p class="note">Plans made with <code>scalinglab plan</code> (C = 6·N·D; '
+                    'intervals from the law\'s bootstrap when it has one).</p><table><thead><tr><th class="l">law</th>'
+                    '<th class="l">plan</th><th>C</th><th>N</th><th>D</th><th>loss</th></tr></thead><tbody>'
+                    + "".join(rows) + "</tbody></table>"))
+    task_fc = [d for d in decisions if d["kind"] == "task-forecast"]
+    if task_fc:
+        rows = []
+        for d in task_fc:
+            p = d["payload"]
+            for r in p.get("backtest", {}).get("held_out", []):
+                iv = r["intervals"].get("score")
+                rows.append(f"<tr><td class='l'>{_e(d['subject'])}</td><td class='l'>backtest</td><td>{r['compute_flops']:.3g}</td>"
+                            f"<td>{r['predicted_score']:.3f}" + (f" [{iv[0]:.3f}, {iv[1]:.3f}]" if iv else "")
+                            + f"</td><td>{r['actual_score']:.3f}</td></tr>")
+            if "forecast" in p:
+                f = p["forecast"]
+                iv = f["intervals"].get("score")
+                rows.append(f"<tr><td class='l'>{_e(d['subject'])}</td><td class='l'>forecast</td><td>{f['compute_flops']:.3g}</td>"
+                            f"<td>{f['score']:.3f}" + (f" [{iv[0]:.3f}, {iv[1]:.3f}]" if iv else "") + "</td><td>–</td></tr>")
+        out.append(("task-forecasts", "Downstream forecasts and backtests",
+                    '<p class="note">Two-step forecasts (task loss law, then a sigmoid to the score) with 95% bootstrap '
+                    'intervals through both steps.</p><table><thead><tr><th class="l">task / metric</th><th class="l">kind</th>'
+                    '<th>C</th><th>predicted</th><th>actual</th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>"))
     tt = _testtime_section(store)
     if tt:
         out.append(tt)
@@ -239,7 +277,7 @@ def _emergence_section(store):
         for col, metric in ((1, "exact_match"), (2, "log_likelihood")):
             pts = sorted((s["c"], s["value"]) for s in scores if s["task"] == task and s["metric"] == metric)
             if pts:
-                fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers",
+                fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="markers",
                                          name=f"{task} {metric}", legendgroup=task), row=1, col=col)
     fig.update_xaxes(type="log", title_text="training compute C = 6·N_active·D [FLOPs]")
     fig.update_layout(height=420, margin=dict(t=40))
