@@ -220,3 +220,21 @@ def test_cli_smoke_ladder_end_to_end(tmp_path):
     assert v["status"] == "finished" and v["actual_loss"] > 0 and len(v["interval"]) == 2
     assert (tmp_path / "out" / "dense" / "isoflops.png").exists()
     assert rep["training"]["trained"] == 6
+
+
+def test_checkpoints_on_an_fsspec_url_resume_exactly(tiny_corpus):
+    """A cluster's shared checkpoint store given as an fsspec URL (here the in-memory filesystem)."""
+    cfg = tiny_cfg(tiny_corpus, seed=7)
+    url = "memory://scalinglab-test/ck"
+    straight = train_run(cfg)
+    assert train_run(cfg, checkpoint_dir=url, stop_after_steps=9).status == "interrupted"
+    resumed = train_run(cfg, checkpoint_dir=url)
+    assert resumed.resumed_from_step == 9
+    assert [p["loss"] for p in resumed.curve if p["split"] == "val"] == [p["loss"] for p in straight.curve if p["split"] == "val"]
+    import fsspec
+    fs = fsspec.filesystem("memory")
+    folder = f"/scalinglab-test/ck/{run_id_of(cfg)}"
+    newest = sorted(fs.glob(f"{folder}/step_*.pt"))[-1]
+    fs.pipe(newest, b"truncated")
+    state, problems = load_latest(f"memory://{folder}")
+    assert state is not None and state["step"] < int(newest[-11:-3]) and "checksum mismatch" in problems[0]

@@ -455,7 +455,8 @@ def ladder_cmd(
     verify: bool = typer.Option(True, help="Forecast, then train, a run at 4x the largest budget."),
     store: Path = StoreOpt,
     out: Path = typer.Option(Path("scalinglab-out/ladder"), help="Directory for figures."),
-    checkpoints: Path = typer.Option(Path("scalinglab-out/checkpoints"), help="Checkpoint directory."),
+    checkpoints: str = typer.Option("scalinglab-out/checkpoints",
+                                    help="Checkpoint directory or fsspec URL (s3://...) every worker can reach."),
     as_json: bool = JsonOpt,
 ):
     """Train a ladder of small transformers, fit scaling laws, forecast a bigger run, then verify it.

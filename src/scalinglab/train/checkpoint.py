@@ -3,16 +3,75 @@
 Each checkpoint is ``step_XXXXXXXX.pt`` (written to a temp file, fsynced, renamed) plus a
 ``.sha256`` sidecar. Loading verifies the checksum and uses ``torch.load(weights_only=True)``, so a
 crafted pickle cannot run code; a corrupt or truncated newest checkpoint falls back to the previous one.
+
+The folder may be a local (or shared) path or an fsspec URL (``s3://bucket/ckpt``, ``gs://...``,
+``memory://...``) that every worker of a cluster can reach; URLs go through ``fsspec`` (write to a
+temporary name, then move; the checksum is written last, so a checkpoint without one is never used).
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from pathlib import Path
 
 import torch
 
 KEEP = 2
+
+
+def is_url(folder) -> bool:
+    return "://" in str(folder)
+
+
+def join(base, *parts: str) -> str:
+    """``base/parts`` for a local path or an fsspec URL."""
+    if is_url(base):
+        return "/".join([str(base).rstrip("/"), *parts])
+    return str(Path(base, *parts))
+
+
+def _remote(folder):
+    import fsspec
+    return fsspec.core.url_to_fs(str(folder))
+
+
+def _save_remote(folder, step: int, state: dict) -> str:
+    fs, root = _remote(folder)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    data = buf.getvalue()
+    fs.makedirs(root, exist_ok=True)
+    final = f"{root}/step_{step:08d}.pt"
+    fs.pipe(final + ".tmp", data)
+    fs.mv(final + ".tmp", final)
+    fs.pipe(final + ".sha256", hashlib.sha256(data).hexdigest().encode())
+    for old in sorted(fs.glob(f"{root}/step_*.pt"))[:-KEEP]:
+        fs.rm(old)
+        if fs.exists(old + ".sha256"):
+            fs.rm(old + ".sha256")
+    return final
+
+
+def _load_remote(folder) -> tuple[dict | None, list[str]]:
+    fs, root = _remote(folder)
+    problems: list[str] = []
+    if not fs.exists(root):
+        return None, problems
+    for path in sorted(fs.glob(f"{root}/step_*.pt"), reverse=True):
+        name = path.rsplit("/", 1)[-1]
+        if not fs.exists(path + ".sha256"):
+            problems.append(f"{name}: no checksum file")
+            continue
+        data = fs.cat(path)
+        if hashlib.sha256(data).hexdigest() != fs.cat(path + ".sha256").decode().strip():
+            problems.append(f"{name}: checksum mismatch (corrupt or truncated)")
+            continue
+        try:
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True), problems
+        except Exception as e:  # noqa: BLE001 - any unpickling failure means: do not trust this file
+            problems.append(f"{name}: refused to load ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
+    return None, problems
 
 
 def _sha256(path: Path) -> str:
@@ -32,8 +91,10 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def save_checkpoint(folder: str | Path, step: int, state: dict) -> Path:
+def save_checkpoint(folder: str | Path, step: int, state: dict) -> Path | str:
     """Write ``state`` (tensors and plain Python values only) atomically; keep the newest two."""
+    if is_url(folder):
+        return _save_remote(folder, step, state)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step_{step:08d}.pt"
@@ -66,6 +127,8 @@ def load_latest(folder: str | Path) -> tuple[dict | None, list[str]]:
     Returns:
         (state or None, list of problems found with newer checkpoints that were skipped).
     """
+    if is_url(folder):
+        return _load_remote(folder)
     folder = Path(folder)
     problems: list[str] = []
     if not folder.exists():

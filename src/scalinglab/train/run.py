@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..store import Run, config_hash
-from .checkpoint import load_latest, save_checkpoint
+from .checkpoint import is_url, join, load_latest, save_checkpoint
 from .config import RunConfig, resolve_horizon
 from .data import TokenData, eval_windows, get_batch, load_tokens
 from .model import GPT
@@ -118,12 +118,12 @@ def load_model_state(checkpoint: str | Path) -> tuple[GPT, RunConfig, str]:
     """A model (eval mode), its config and run id from a checkpoint file, or from the newest valid
     checkpoint in a run's folder; loaded as weights only."""
     path = Path(checkpoint)
-    if path.is_file():
+    if not is_url(checkpoint) and path.is_file():
         state = torch.load(path, map_location="cpu", weights_only=True)
     else:
-        state, problems = load_latest(path)
+        state, problems = load_latest(checkpoint)
         if state is None:
-            raise FileNotFoundError(f"no valid checkpoint in {path}" + (f" ({'; '.join(problems)})" if problems else ""))
+            raise FileNotFoundError(f"no valid checkpoint in {checkpoint}" + (f" ({'; '.join(problems)})" if problems else ""))
     cfg = RunConfig.from_dict(state["config"])
     model = GPT(cfg.model)
     model.load_state_dict(state["model"])
@@ -135,7 +135,7 @@ def load_teacher(cfg: RunConfig, checkpoint_dir: str | Path | None) -> GPT | Non
         return None
     if checkpoint_dir is None:
         raise ValueError("distillation needs checkpoint_dir (the teacher's checkpoint lives there)")
-    teacher, tcfg, _ = load_model_state(Path(checkpoint_dir) / cfg.distill_teacher)
+    teacher, tcfg, _ = load_model_state(join(checkpoint_dir, cfg.distill_teacher))
     if tcfg.model.vocab_size != cfg.model.vocab_size or tcfg.tokenizer != cfg.tokenizer:
         raise ValueError("teacher and student must share the tokenizer")
     return teacher.to(cfg.device)
@@ -171,7 +171,7 @@ def train_run(cfg: RunConfig, *, checkpoint_dir: str | Path | None = None, data:
     evals = eval_steps(total, cfg.n_evals)
     windows = eval_windows(data.val, cfg.model.seq_len, cfg.eval_tokens)
     step, curve, init_loss, problems = 0, [], None, []
-    ckpt_dir = Path(checkpoint_dir) / run_id if checkpoint_dir else None
+    ckpt_dir = join(checkpoint_dir, run_id) if checkpoint_dir else None
     if ckpt_dir is not None:
         state, problems = load_latest(ckpt_dir)
         if state is not None:
