@@ -225,3 +225,36 @@ def test_wandb_import_with_a_recorded_api_response():
     assert res.runs[1].final_loss == 3.02 and len(res.curves[res.runs[0].run_id]) == 5
     with pytest.raises(ImportFormatError, match="no config key 'tokens'"):
         trackers.read_wandb("lab/ladder", trackers.Mapping(n="n_params", d="tokens", loss="val/loss"), api=api)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.slow
+def test_local_workers_exit_when_the_driver_is_killed(tmp_path, tiny_corpus):  # noqa: F811
+    args = [sys.executable, "-m", "scalinglab.cli", "ladder", "--preset", "smoke", "--budgets", "3e9,9e9", "--corpus",
+            tiny_corpus, "--no-verify", "--executor", "local", "--store", str(tmp_path / "s.db"), "--checkpoints",
+            str(tmp_path / "ck"), "--out", str(tmp_path / "o"), "--json"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    kids: list[int] = []
+    while time.time() < deadline and len(kids) < 2:      # resource tracker + one worker
+        time.sleep(0.2)
+        kids = _children(proc.pid)
+    assert kids, "the local executor should have started a worker process"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 15
+    while time.time() < deadline and any(Path(f"/proc/{k}").exists() for k in kids):
+        time.sleep(0.2)
+    alive = [k for k in kids if Path(f"/proc/{k}").exists() and "Z" not in Path(f"/proc/{k}/stat").read_text().split()[2]]
+    assert not alive, f"orphaned processes still running: {alive}"

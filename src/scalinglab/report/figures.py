@@ -78,8 +78,10 @@ def fit_figures(report: dict, N, D, C, L, out: str | Path, *, title: str = "") -
             x = np.linspace(np.log(n.min()) - 0.2, np.log(n.max()) + 0.2, 60)
             c0, c1, c2 = b["coef"]
             ax.plot(np.exp(x), c0 + c1 * x + c2 * x ** 2, color=col, lw=1.2, label=f"C={b['C']:.2g}")
-            ax.scatter([b["N_opt"]], [b["loss_min"]], marker="*" if not b["edge"] else "x", s=90, color=col,
-                       edgecolor="k", zorder=4)
+            if b["edge"]:
+                ax.scatter([b["N_opt"]], [b["loss_min"]], marker="x", s=90, color=col, zorder=4)
+            else:
+                ax.scatter([b["N_opt"]], [b["loss_min"]], marker="*", s=90, color=col, edgecolor="k", zorder=4)
         ax.set_xscale("log")
         ax.set_xlabel(nlab)
         ax.set_ylabel("final loss [nats/token]")

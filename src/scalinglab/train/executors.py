@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing as mp
+import os
 import queue as queue_mod
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -36,9 +37,26 @@ class Executor(Protocol):
 _worker_queue = None
 
 
-def _init_worker(q, threads):
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose driver died (SIGKILL) stops too, instead of training on unseen; the next
+    ``scalinglab ladder`` resumes its run from the checkpoint."""
+    import threading
+    import time
+
+    def watch():
+        while True:
+            if os.getppid() != parent:
+                os._exit(1)
+            time.sleep(1.0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _init_worker(q, threads, parent=None):
     global _worker_queue
     _worker_queue = q
+    if parent is not None:
+        _exit_with_parent(parent)
     if threads:
         import torch
         torch.set_num_threads(threads)
@@ -88,13 +106,12 @@ class LocalExecutor:
 
     def run(self, tasks, on_progress, on_result):
         ctx = mp.get_context("spawn")
-        manager = ctx.Manager()
-        q = manager.Queue()
+        q = ctx.Queue()          # inherited by the workers at start; no manager process to outlive the driver
         pending = list(tasks)
         try:
             while pending:
                 pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_init_worker,
-                                           initargs=(q, self.threads))
+                                           initargs=(q, self.threads, os.getpid()))
                 futures = {}
                 broken = False
                 try:
@@ -119,7 +136,8 @@ class LocalExecutor:
                     pool.shutdown(wait=True, cancel_futures=True)
                     _drain(q, on_progress)
         finally:
-            manager.shutdown()
+            q.close()
+            q.join_thread()
 
 
 def _drain(q, on_progress):
