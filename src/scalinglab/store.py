@@ -347,21 +347,20 @@ class RunStore:
             raise StoreError(f"samples already in {self.path} ({e}); choose on_duplicate='skip' or 'replace'") from None
         return len(rows) + len(counts)
 
-    def samples(self, task: str | None = None, model: str | None = None) -> list[dict]:
-        q, args = "SELECT * FROM samples WHERE 1=1", []
-        for col, val in (("task", task), ("model", model)):
+    def _select(self, table: str, order: str, **equal) -> list[dict]:
+        """Rows of ``table`` whose columns equal the given non-None values."""
+        q, args = f"SELECT * FROM {table} WHERE 1=1", []
+        for col, val in equal.items():
             if val is not None:
                 q += f" AND {col}=?"
                 args.append(val)
-        return [dict(r) for r in self._db.execute(q + " ORDER BY task, model, problem, sample_id", args)]
+        return [dict(r) for r in self._db.execute(f"{q} ORDER BY {order}", args)]
+
+    def samples(self, task: str | None = None, model: str | None = None) -> list[dict]:
+        return self._select("samples", "task, model, problem, sample_id", task=task, model=model)
 
     def problem_counts(self, task: str | None = None, model: str | None = None) -> list[dict]:
-        q, args = "SELECT * FROM problem_counts WHERE 1=1", []
-        for col, val in (("task", task), ("model", model)):
-            if val is not None:
-                q += f" AND {col}=?"
-                args.append(val)
-        return [dict(r) for r in self._db.execute(q + " ORDER BY task, model, problem", args)]
+        return self._select("problem_counts", "task, model, problem", task=task, model=model)
 
     # downstream scores ---------------------------------------------------------------------------
     def add_scores(self, rows: Sequence[dict], *, on_duplicate: str = "replace") -> int:
@@ -378,12 +377,7 @@ class RunStore:
         return len(rows)
 
     def scores(self, task: str | None = None, metric: str | None = None) -> list[dict]:
-        q, args = "SELECT * FROM scores WHERE 1=1", []
-        for col, val in (("task", task), ("metric", metric)):
-            if val is not None:
-                q += f" AND {col}=?"
-                args.append(val)
-        return [dict(r) for r in self._db.execute(q + " ORDER BY c, model", args)]
+        return self._select("scores", "c, model", task=task, metric=metric)
 
     # decisions ----------------------------------------------------------------------------------
     def add_decision(self, kind: str, subject: str, decision: str, payload: dict, policy_hash: str | None = None) -> int:

@@ -340,12 +340,4 @@ def _static_figures(store: RunStore, out) -> list[str]:
     return paths
 
 
-def runs_table_html(store: RunStore) -> str:
-    return runs_table(store.runs())
-
-
-def report_json_summary(store: RunStore) -> dict:
-    return {"sections": [sid for sid, _, _ in _sections(store)], "runs": len(store.runs())}
-
-
-__all__ = ["render_report", "report_json_summary", "runs_table", "write_report"]
+__all__ = ["render_report", "runs_table", "write_report"]
