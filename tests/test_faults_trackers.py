@@ -258,3 +258,33 @@ def test_local_workers_exit_when_the_driver_is_killed(tmp_path, tiny_corpus):  #
         time.sleep(0.2)
     alive = [k for k in kids if Path(f"/proc/{k}").exists() and "Z" not in Path(f"/proc/{k}/stat").read_text().split()[2]]
     assert not alive, f"orphaned processes still running: {alive}"
+
+
+@pytest.mark.slow
+def test_submitit_executor_runs_a_ladder_as_jobs(tmp_path, tiny_corpus):  # noqa: F811
+    pytest.importorskip("submitit")
+    from scalinglab.train.executors import SubmititExecutor
+    spec = LadderSpec(budgets=(2e9,), sizes_per_budget=3, corpus=tiny_corpus, seq_len=32, batch_size=4, eval_tokens=1024,
+                      n_evals=3, n_bootstrap=0)
+    ex = SubmititExecutor(str(tmp_path / "jobs"), cluster="local", timeout_min=10, poll_s=0.2)
+    with RunStore(tmp_path / "s.db") as st:
+        rep = run_ladder(spec, st, executor=ex, checkpoint_dir=tmp_path / "ck", out=tmp_path / "o", verify=False,
+                         show_progress=False, figures=False, log=lambda m: None)
+        assert rep["training"]["trained"] == 3
+        assert {r.status for r in st.runs()} == {"finished"} and all(st.curve(r.run_id) for r in st.runs())
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_mlflow_import_from_a_local_mlruns_folder(tmp_path, monkeypatch):
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")       # to write the legacy folder store in the test
+    folder = tmp_path / "mlruns"
+    mlflow.set_tracking_uri(folder.as_uri())
+    mlflow.set_experiment("ladder")
+    with mlflow.start_run(run_name="tiny"):
+        mlflow.log_params({"n_params": "2M", "tokens": "40M"})
+        for step in range(5):
+            mlflow.log_metric("loss", 4.0 - step * 0.1, step=step)
+    res = trackers.read_mlflow(str(folder), trackers.Mapping(n="n_params", d="tokens"))
+    assert res.runs[0].n_total == 2e6 and res.runs[0].tokens == 4e7 and res.runs[0].final_loss == pytest.approx(3.6)

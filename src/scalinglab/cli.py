@@ -446,7 +446,7 @@ def ladder_cmd(
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
     dtype: str = typer.Option("fp32", help="fp32 or bf16 (autocast)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile each model."),
-    executor: str = typer.Option("local", help="local (worker processes), inline (this process) or ray."),
+    executor: str = typer.Option("local", help="local (worker processes), inline (this process), ray or slurm (submitit)."),
     workers: int = typer.Option(1, help="Runs at a time (local executor)."),
     address: Optional[str] = typer.Option(None, help="Ray cluster address: auto or HOST:PORT (default: start one here)."),
     gpus_per_run: float = typer.Option(0, help="GPUs each run asks Ray for."),

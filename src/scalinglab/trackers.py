@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from pathlib import Path
 
 from ._units import parse_quantity
@@ -85,11 +86,13 @@ def read_mlflow(tracking_uri: str, m: Mapping, *, experiment: str | None = None)
         from mlflow.tracking import MlflowClient
     except ImportError:  # pragma: no cover
         raise ImportFormatError("reading MLflow needs mlflow: pip install 'scalinglab[mlflow]'") from None
-    if "://" not in tracking_uri:
-        path = Path(tracking_uri)
+    if "://" not in tracking_uri or tracking_uri.startswith("file:"):
+        path = Path(tracking_uri.removeprefix("file://"))
         if not path.exists():
             raise ImportFormatError(f"{tracking_uri}: no such MLflow folder")
         tracking_uri = path.resolve().as_uri()
+        # MLflow 3 keeps folder stores read-only behind this switch; reading existing runs needs it
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     client = MlflowClient(tracking_uri=tracking_uri)
     exps = client.search_experiments()
     if experiment is not None:

@@ -3,6 +3,8 @@
 * ``LocalExecutor``: one or more worker processes on this machine (a crashed worker marks its run
   failed and a fresh worker takes the next one).
 * ``InlineExecutor``: in the driver's own process (debugging, tests).
+* ``RayExecutor`` (``scalinglab[ray]``) and ``SubmititExecutor`` (Slurm, ``scalinglab[slurm]``): runs
+  on a cluster, results handed back to the driver.
 """
 from __future__ import annotations
 
@@ -213,6 +215,59 @@ class RayExecutor:
             queue.shutdown()
 
 
+def _execute_quietly(task: Task) -> RunResult:
+    return train_run(RunConfig.from_dict(task.config), checkpoint_dir=task.checkpoint_dir)
+
+
+class SubmititExecutor:
+    """Slurm through ``submitit``: each run is a job with its own resources; a failed or preempted
+    job is resubmitted (it resumes from its checkpoint, in a directory every node can reach); the
+    driver polls the jobs and alone writes the store. Progress is not streamed from the nodes.
+
+    Args:
+        cluster: ``"slurm"``, ``"local"`` (processes on this machine, for testing) or None (auto).
+    """
+
+    def __init__(self, folder: str = "scalinglab-out/submitit", *, cluster: str | None = None,
+                 partition: str | None = None, cpus_per_run: int = 1, gpus_per_run: int = 0, timeout_min: int = 60,
+                 max_retries: int = 2, poll_s: float = 1.0):
+        self.folder = folder
+        self.cluster = cluster
+        self.partition = partition
+        self.cpus_per_run = cpus_per_run
+        self.gpus_per_run = gpus_per_run
+        self.timeout_min = timeout_min
+        self.max_retries = max_retries
+        self.poll_s = poll_s
+
+    def run(self, tasks, on_progress, on_result):
+        import time
+
+        try:
+            import submitit
+        except ImportError:  # pragma: no cover - depends on the install
+            raise RuntimeError("the Slurm executor needs submitit: pip install 'scalinglab[slurm]'") from None
+        ex = submitit.AutoExecutor(folder=self.folder, cluster=self.cluster)
+        params = {"timeout_min": self.timeout_min, "cpus_per_task": self.cpus_per_run}
+        if self.gpus_per_run:
+            params["gpus_per_node"] = self.gpus_per_run
+        if self.partition:
+            params["slurm_partition"] = self.partition
+        ex.update_parameters(**params)
+        jobs = {ex.submit(_execute_quietly, t): (t, 0) for t in tasks}
+        while jobs:
+            time.sleep(self.poll_s)
+            for job in [j for j in jobs if j.done()]:
+                task, tries = jobs.pop(job)
+                try:
+                    on_result(task, job.result(), None)
+                except Exception as e:  # noqa: BLE001 - resubmit, then record the failure
+                    if tries < self.max_retries:
+                        jobs[ex.submit(_execute_quietly, task)] = (task, tries + 1)
+                    else:
+                        on_result(task, None, f"{type(e).__name__}: {str(e).splitlines()[0][:300]}")
+
+
 def make_executor(name: str, *, workers: int = 1, threads: int | None = None, address: str | None = None,
                   gpus_per_run: float = 0, **kwargs) -> Executor:
     """``local`` (processes), ``inline`` (this process) or ``ray`` (a Ray cluster, optional extra)."""
@@ -222,4 +277,6 @@ def make_executor(name: str, *, workers: int = 1, threads: int | None = None, ad
         return InlineExecutor(threads=threads)
     if name == "ray":
         return RayExecutor(address, gpus_per_run=gpus_per_run, threads=threads, **kwargs)
-    raise ValueError(f"unknown executor {name!r}; choose local, inline or ray")
+    if name == "slurm":
+        return SubmititExecutor(cluster="slurm", gpus_per_run=int(gpus_per_run), **kwargs)
+    raise ValueError(f"unknown executor {name!r}; choose local, inline, ray or slurm")
