@@ -238,3 +238,15 @@ def test_checkpoints_on_an_fsspec_url_resume_exactly(tiny_corpus):
     fs.pipe(newest, b"truncated")
     state, problems = load_latest(f"memory://{folder}")
     assert state is not None and state["step"] < int(newest[-11:-3]) and "checksum mismatch" in problems[0]
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")      # raised inside torch.compile's own machinery
+def test_speed_options_bf16_and_compile_train_the_same_model(tiny_corpus):
+    base = tiny_cfg(tiny_corpus, horizon_value=30)
+    fp32 = train_run(base)
+    bf16 = train_run(dataclasses.replace(base, dtype="bf16"))
+    compiled = train_run(dataclasses.replace(base, compile=True))
+    assert bf16.status == compiled.status == "finished"
+    assert bf16.final_loss == pytest.approx(fp32.final_loss, rel=0.03)         # autocast: close, not identical
+    assert compiled.final_loss == pytest.approx(fp32.final_loss, rel=1e-4)     # same math, fused
