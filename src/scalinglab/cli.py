@@ -213,7 +213,7 @@ def fit_cmd(
         except (FitError, ValueError) as e:
             _fail(str(e))
     report["warnings"] = [str(w.message) for w in caught]
-    if save and (file is None or store.exists() or True):
+    if save:
         with RunStore(store) as st:
             analysis.save_fits(st, report, source)
     if figures:

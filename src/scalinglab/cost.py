@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
 import tomllib
 from pathlib import Path
@@ -64,12 +65,7 @@ def measure_this_cpu(usd_per_hour: float = 0.0) -> Hardware:
     for _ in range(10):
         np.copyto(dst, buf)
     bw = 2 * buf.nbytes * 10 / (time.perf_counter() - t0)   # read + write
-    mem = 0.0
-    try:
-        with open("/proc/meminfo") as fh:
-            mem = float(fh.readline().split()[1]) * 1024
-    except OSError:
-        pass
+    mem = float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     return Hardware("this CPU (measured)", peak, None, mem, bw, usd_per_hour, measured=True)
 
 

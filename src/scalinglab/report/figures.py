@@ -101,13 +101,15 @@ def fit_figures(report: dict, N, D, C, L, out: str | Path, *, title: str = "") -
                 if key in iv:
                     lab += f" [{iv[key][0]:.3f}, {iv[key][1]:.3f}]"
                 ax.plot(cgrid, y, color=f"C{i}", label=lab)
-            try:
-                (nlo, nhi), (dlo, dhi) = law.compute_optimal_interval(cgrid) if hasattr(law, "compute_optimal_interval") \
-                    else law.frontier_.compute_optimal_interval(cgrid)
+            bands = None
+            if hasattr(law, "compute_optimal_interval") and law.has_intervals:
+                bands = law.compute_optimal_interval(cgrid)
+            elif hasattr(law, "frontier_") and law.frontier_.samples:
+                bands = law.frontier_.compute_optimal_interval(cgrid)
+            if bands is not None:
+                (nlo, nhi), (dlo, dhi) = bands
                 axes[0].fill_between(cgrid, nlo, nhi, color=f"C{i}", alpha=0.15)
                 axes[1].fill_between(cgrid, dlo, dhi, color=f"C{i}", alpha=0.15)
-            except (RuntimeError, AttributeError, TypeError, KeyError):
-                pass
             if name == "approach2":
                 axes[0].scatter([b["C"] for b in law.budgets_], [b["N_opt"] for b in law.budgets_], color=f"C{i}", s=20)
                 axes[1].scatter([b["C"] for b in law.budgets_], [b["D_opt"] for b in law.budgets_], color=f"C{i}", s=20)
