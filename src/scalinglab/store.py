@@ -330,19 +330,21 @@ class RunStore:
         return [_row_to_fit(r) for r in self._db.execute(q + " ORDER BY fit_id", args)]
 
     # samples (test-time compute) -----------------------------------------------------------------
+    def _insert(self, table: str, columns: Sequence[str], rows: Iterable[dict], on_duplicate: str) -> None:
+        """INSERT (``error``), INSERT OR IGNORE (``skip``) or INSERT OR REPLACE (``replace``) rows; the caller
+        holds the transaction."""
+        verb = {"error": "INSERT", "skip": "INSERT OR IGNORE", "replace": "INSERT OR REPLACE"}[on_duplicate]
+        marks = ", ".join(f":{c}" for c in columns)
+        self._db.executemany(f"{verb} INTO {table} ({', '.join(columns)}) VALUES ({marks})",
+                             [{c: r.get(c) for c in columns} for r in rows])
+
     def add_samples(self, rows: Sequence[dict], counts: Sequence[dict] = (), *, on_duplicate: str = "error") -> int:
         """Insert per-sample rows and/or per-problem counts in one transaction (all or nothing)."""
-        verb = {"error": "INSERT", "skip": "INSERT OR IGNORE", "replace": "INSERT OR REPLACE"}[on_duplicate]
         try:
             with self._db:
-                self._db.executemany(
-                    f"{verb} INTO samples (source, task, model, problem, sample_id, answer, correct, score, verdict, tokens, flops) "
-                    "VALUES (:source, :task, :model, :problem, :sample_id, :answer, :correct, :score, :verdict, :tokens, :flops)",
-                    [{k: r.get(k) for k in ("source", "task", "model", "problem", "sample_id", "answer", "correct", "score",
-                                            "verdict", "tokens", "flops")} for r in rows])
-                self._db.executemany(
-                    f"{verb} INTO problem_counts (source, task, model, problem, n, c) VALUES (:source, :task, :model, :problem, :n, :c)",
-                    [dict(r) for r in counts])
+                self._insert("samples", ("source", "task", "model", "problem", "sample_id", "answer", "correct", "score",
+                                         "verdict", "tokens", "flops"), rows, on_duplicate)
+                self._insert("problem_counts", ("source", "task", "model", "problem", "n", "c"), counts, on_duplicate)
         except sqlite3.IntegrityError as e:
             raise StoreError(f"samples already in {self.path} ({e}); choose on_duplicate='skip' or 'replace'") from None
         return len(rows) + len(counts)
@@ -364,14 +366,10 @@ class RunStore:
 
     # downstream scores ---------------------------------------------------------------------------
     def add_scores(self, rows: Sequence[dict], *, on_duplicate: str = "replace") -> int:
-        verb = {"error": "INSERT", "skip": "INSERT OR IGNORE", "replace": "INSERT OR REPLACE"}[on_duplicate]
         try:
             with self._db:
-                self._db.executemany(
-                    f"{verb} INTO scores (source, model, run_id, n, d, c, loss, task, metric, value) VALUES "
-                    "(:source, :model, :run_id, :n, :d, :c, :loss, :task, :metric, :value)",
-                    [{k: r.get(k) for k in ("source", "model", "run_id", "n", "d", "c", "loss", "task", "metric", "value")}
-                     for r in rows])
+                self._insert("scores", ("source", "model", "run_id", "n", "d", "c", "loss", "task", "metric", "value"), rows,
+                             on_duplicate)
         except sqlite3.IntegrityError as e:
             raise StoreError(f"scores already in {self.path} ({e}); choose on_duplicate='skip' or 'replace'") from None
         return len(rows)
