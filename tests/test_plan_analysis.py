@@ -105,3 +105,16 @@ def test_cli_fit_file_directly_and_presets(tmp_path, runs_csv):
     assert json.loads(r.stdout)["chinchilla-2022"]["params"]["E"] == pytest.approx(1.69337)
     r = CliRunner().invoke(app, ["plan", "--preset", "nope", "--compute", "1e20"])
     assert r.exit_code == 2 and "known:" in r.output
+
+
+def test_allow_bounds_keeps_a_flagged_fit_instead_of_an_error():
+    from scalinglab.store import Run
+    rng = np.random.default_rng(0)
+    N = np.logspace(6, 9, 20)
+    D = rng.permutation(np.logspace(8, 11, 20))
+    runs = [Run(run_id=str(i), name=str(i), source="t", n_total=n, tokens=d, final_loss=1.8 + 300 * n ** -0.3)
+            for i, (n, d) in enumerate(zip(N, D))]
+    strict = fit_runs(runs, ("chinchilla",), n_bootstrap=0)["fits"]["chinchilla"]
+    assert "bounds" in strict["error"] and strict["diagnostics"]["at_bounds"]
+    lenient = fit_runs(runs, ("chinchilla",), n_bootstrap=0, allow_bounds=True)["fits"]["chinchilla"]
+    assert lenient["at_bounds"] == strict["diagnostics"]["at_bounds"] and lenient["params"]["E"] > 0

@@ -67,9 +67,10 @@ def holdout_mask(C: np.ndarray, budgets: np.ndarray | None = None) -> np.ndarray
     return mask
 
 
-def _fit_one(name: str, N, D, C, L, runs, curves, n_bootstrap, seed, huber_delta, store_unique=None):
+def _fit_one(name: str, N, D, C, L, runs, curves, n_bootstrap, seed, huber_delta, allow_bounds=False):
     if name == "chinchilla":
-        return ChinchillaLaw(n_bootstrap=n_bootstrap, seed=seed, huber_delta=huber_delta).fit(N, D, L)
+        return ChinchillaLaw(n_bootstrap=n_bootstrap, seed=seed, huber_delta=huber_delta,
+                             allow_bounds=allow_bounds).fit(N, D, L)
     if name == "approach2":
         budgets = np.array([r.budget if r.budget is not None else np.nan for r in runs])
         budgets = None if np.isnan(budgets).any() else budgets
@@ -81,7 +82,8 @@ def _fit_one(name: str, N, D, C, L, runs, curves, n_bootstrap, seed, huber_delta
     if name.startswith("kaplan-"):
         var = name.split("-")[1].upper()
         X = {"N": N, "D": D, "C": C}[var]
-        return PowerLaw(var, n_bootstrap=n_bootstrap, seed=seed, huber_delta=huber_delta).fit(X, L)
+        return PowerLaw(var, n_bootstrap=n_bootstrap, seed=seed, huber_delta=huber_delta,
+                        allow_bounds=allow_bounds).fit(X, L)
     if name == "data-constrained":
         U = np.array([r.unique_tokens if r.unique_tokens else np.nan for r in runs])
         if np.isnan(U).any():
@@ -108,10 +110,12 @@ def _predict_heldout(name, law, N, D, C, runs, level):
 
 
 def fit_runs(runs: list[Run], laws=DEFAULT_LAWS, *, selection: Selection | None = None, n_bootstrap: int = 1000,
-             seed: int = 0, huber_delta: float = 1e-3, level: float = 0.95, curves: dict | None = None) -> dict:
+             seed: int = 0, huber_delta: float = 1e-3, level: float = 0.95, curves: dict | None = None,
+             allow_bounds: bool = False) -> dict:
     """Fit each named law to ``runs``; returns ``{"selection", "n_runs", "fits": {name: {...}}, "holdout"}``.
 
-    A law that cannot be fitted appears with ``"error"`` and its diagnostics instead of numbers.
+    A law that cannot be fitted appears with ``"error"`` and its diagnostics instead of numbers
+    (``allow_bounds=True`` keeps fits whose parameters end on a bound, flagged in ``at_bounds``).
     Each successful entry holds the fitted object under ``"law"`` (not JSON) and its summary.
     """
     selection = selection or Selection()
@@ -135,13 +139,15 @@ def fit_runs(runs: list[Run], laws=DEFAULT_LAWS, *, selection: Selection | None 
     for name in laws:
         try:
             law = _fit_one(name, N[fit_mask], D[fit_mask], C[fit_mask], L[fit_mask], fit_runs_, fit_curves,
-                           n_bootstrap, seed, huber_delta)
+                           n_bootstrap, seed, huber_delta, allow_bounds)
         except FitError as e:
             report["fits"][name] = {"error": str(e), "diagnostics": e.diagnostics}
             continue
         entry = {"law": law, "params": law.all_params(), "intervals": law.intervals(level),
                  "objective": getattr(law, "objective_", None), "data_range": getattr(law, "data_range_", {}),
                  "n_bootstrap": n_bootstrap}
+        if getattr(law, "diagnostics_", {}).get("at_bounds"):
+            entry["at_bounds"] = law.diagnostics_["at_bounds"]
         if hasattr(law, "budgets_"):
             entry["budgets"] = [{k: v for k, v in b.items() if k not in ("N", "loss", "coef")} for b in law.budgets_]
             edges = [b["C"] for b in law.budgets_ if b["edge"]]

@@ -65,7 +65,8 @@ def fit_figures(report: dict, N, D, C, L, out: str | Path, *, title: str = "") -
     ax.set_xlabel(clab)
     ax.set_ylabel("final loss [nats/token]")
     ax.set_title(f"Loss vs compute ({note})", fontsize=9)
-    ax.legend(fontsize=7)
+    if chin is not None:
+        ax.legend(fontsize=7)
     paths += _save(fig, out, "loss_vs_compute")
 
     if iso is not None:
