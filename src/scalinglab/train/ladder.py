@@ -281,15 +281,6 @@ def _fit_and_verify(spec, family, entries, store, executor, checkpoint_dir, out,
         try:
             fit = fit_runs(runs, ("chinchilla", "approach2"), selection=selection, n_bootstrap=spec.n_bootstrap,
                            seed=spec.seed)
-            if "bounds" in fit["fits"].get("chinchilla", {}).get("error", ""):
-                # A small ladder often cannot pin down the irreducible loss E; keep the bounded fit, say so, and
-                # let the verification run test it rather than forecast nothing.
-                bounded = fit_runs(runs, ("chinchilla",), selection=selection, n_bootstrap=spec.n_bootstrap,
-                                   seed=spec.seed, allow_bounds=True)["fits"]["chinchilla"]
-                if "law" in bounded:
-                    warnings.warn(f"Chinchilla fit: {bounded['at_bounds']} at their bounds (not identified by this "
-                                  "ladder); forecasting with the bounded fit", RuntimeWarning, stacklevel=2)
-                    fit["fits"]["chinchilla"] = bounded
         except FitError as e:
             return {"error": str(e), "diverged": [r.name for r in runs if r.status == "diverged"]}
     save_fits(store, fit, source=f"ladder:{family}")
