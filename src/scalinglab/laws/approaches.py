@@ -137,6 +137,9 @@ class IsoFLOPApproach(_FrontierApproach):
                                "the grid does not bracket the optimum", {"budget": Cg, "coef": coef.tolist()})
             logn = -coef[1] / (2 * coef[2])
             edge = not (x.min() < logn < x.max())
+            # a minimum far outside the sizes trained is not measured; point estimate and bootstrap are
+            # both held within e^2 of the grid so the interval describes the estimate it is reported with
+            logn = float(np.clip(logn, x.min() - 2, x.max() + 2))
             if edge:
                 warnings.warn(f"IsoFLOP budget C={Cg:.3g}: the fitted minimum N={np.exp(logn):.3g} lies outside the "
                               f"sizes trained ({np.exp(x.min()):.3g}..{np.exp(x.max()):.3g}); widen the grid",
