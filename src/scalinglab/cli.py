@@ -503,7 +503,7 @@ def _print_ladder(report: dict) -> None:
         if "error" in res:
             console.print(f"[red]{family}: {res['error']}[/]")
             continue
-        _print_fit_report(dict(res, n_runs=res["n_runs"]), f"the {family} ladder")
+        _print_fit_report(res, f"the {family} ladder")
         v = res.get("verification")
         if v and "actual_loss" in v:
             console.print(f"[bold]{family} verification[/] at C={v['compute_flops']:.3g} "

@@ -21,6 +21,12 @@ def _plt():
     return plt
 
 
+def _out_dir(out: str | Path) -> Path:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def _save(fig, out: Path, stem: str) -> list[str]:
     paths = []
     for ext in ("png", "svg"):
@@ -34,8 +40,7 @@ def _save(fig, out: Path, stem: str) -> list[str]:
 def fit_figures(report: dict, N, D, C, L, out: str | Path, *, title: str = "") -> list[str]:
     """Write the fit figures for a :func:`scalinglab.analysis.fit_runs` report; returns the paths."""
     plt = _plt()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _out_dir(out)
     sel = report["selection"]
     nlab, clab = N_LABEL.get(sel["n_convention"], "N"), C_LABEL.get(sel["flop_convention"], "C")
     N, D, C, L = (np.asarray(x, float) for x in (N, D, C, L))
@@ -139,8 +144,7 @@ def fit_figures(report: dict, N, D, C, L, out: str | Path, *, title: str = "") -
 def coverage_figures(passk: dict, out: str | Path) -> list[str]:
     """Coverage (pass@k) vs k with the fitted coverage law, and coverage vs inference FLOPs."""
     plt = _plt()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _out_dir(out)
     paths = []
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for i, (name, g) in enumerate(passk["groups"].items()):
@@ -176,8 +180,7 @@ def coverage_figures(passk: dict, out: str | Path) -> list[str]:
 def verifier_figure(report: dict, out: str | Path) -> list[str]:
     """Accuracy vs attempts for several verifier false-positive rates (closed form and simulation)."""
     plt = _plt()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _out_dir(out)
     name, g = next(iter(report["groups"].items()))
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for i, (fpr, r) in enumerate(g["by_fpr"].items()):
@@ -196,8 +199,7 @@ def emergence_figure(table: list[dict], task: str, out: str | Path) -> list[str]
     """One task under exact match (discontinuous) and log-likelihood / Brier (continuous), against
     training compute and against validation loss."""
     plt = _plt()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _out_dir(out)
     C = np.array([r["c"] for r in table])
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     axes[0].plot(C, [r["exact_match"] for r in table], "o", color="C3")

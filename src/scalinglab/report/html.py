@@ -49,6 +49,12 @@ def _fig_html(fig, div_id: str) -> str:
     return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config={"displaylogo": False})
 
 
+def _table(headers: list[str], rows: list[str]) -> str:
+    """A table from header labels (a leading ``<`` marks a left-aligned column) and rendered ``<tr>`` rows."""
+    head = "".join(f"<th class='l'>{_e(h[1:])}</th>" if h.startswith("<") else f"<th>{_e(h)}</th>" for h in headers)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
 def runs_table(runs) -> str:
     cols = [("name", "l"), ("status", "l"), ("family", "l"), ("N_total", ""), ("N_nonembedding", ""), ("N_active", ""),
             ("D (tokens)", ""), ("C = 6ND", ""), ("C with attention", ""), ("final loss", ""), ("source", "l"),
@@ -125,7 +131,7 @@ def _sections(store: RunStore) -> list[tuple[str, str, str]]:
         rows = "".join(f"<tr><td class='l'>{_e(k)}</td><td>{v:.5g}</td><td>"
                        + (f"[{iv[k][0]:.5g}, {iv[k][1]:.5g}]" if k in iv else "–") + "</td></tr>"
                        for k, v in chin["params"].items())
-        table = f"<table><thead><tr><th class='l'>parameter</th><th>value</th><th>95% interval</th></tr></thead><tbody>{rows}</tbody></table>"
+        table = _table(["<parameter", "value", "95% interval"], [rows])
         out.append(("frontier", "Loss vs compute, with the fitted frontier",
                     f'<p class="note">Fit {chin["fit_id"]} (Chinchilla Approach 3, Huber on log-loss, bootstrap over runs). '
                     f'Data: {_e(chin["selection"].get("source", ""))}, {chin["selection"].get("n_runs")} runs'
@@ -186,9 +192,8 @@ def _sections(store: RunStore) -> list[tuple[str, str, str]]:
                         f"<td>[{p['interval'][0]:.4f}, {p['interval'][1]:.4f}]</td><td>{_num(actual)}</td><td>{err}</td></tr>")
         out.append(("forecasts", "Forecasts and their verification",
                     '<p class="note">Each forecast was recorded before its run trained (95% prediction interval: bootstrap '
-                    'parameters plus residual scatter).</p><table><thead><tr><th class="l">run</th><th>C</th><th>N</th>'
-                    '<th>D</th><th>forecast</th><th>interval</th><th>actual</th><th>error</th></tr></thead><tbody>'
-                    + "".join(rows) + "</tbody></table>"))
+                    'parameters plus residual scatter).</p>'
+                    + _table(["<run", "C", "N", "D", "forecast", "interval", "actual", "error"], rows)))
     plans = [d for d in decisions if d["kind"] == "plan"]
     if plans:
         rows = []
@@ -205,9 +210,8 @@ def _sections(store: RunStore) -> list[tuple[str, str, str]]:
                                 + (f" [{niv[0]:.3g}, {niv[1]:.3g}]" if niv else "") + f"</td><td>{_num(dd)}</td>"
                                 f"<td>{_num(q.get('loss'))}</td></tr>")
         out.append(("plans", "Plans", '<p class="note">Plans made with <code>scalinglab plan</code> (C = 6·N·D; '
-                    'intervals from the law\'s bootstrap when it has one).</p><table><thead><tr><th class="l">law</th>'
-                    '<th class="l">plan</th><th>C</th><th>N</th><th>D</th><th>loss</th></tr></thead><tbody>'
-                    + "".join(rows) + "</tbody></table>"))
+                    'intervals from the law\'s bootstrap when it has one).</p>'
+                    + _table(["<law", "<plan", "C", "N", "D", "loss"], rows)))
     task_fc = [d for d in decisions if d["kind"] == "task-forecast"]
     if task_fc:
         rows = []
@@ -225,8 +229,8 @@ def _sections(store: RunStore) -> list[tuple[str, str, str]]:
                             f"<td>{f['score']:.3f}" + (f" [{iv[0]:.3f}, {iv[1]:.3f}]" if iv else "") + "</td><td>–</td></tr>")
         out.append(("task-forecasts", "Downstream forecasts and backtests",
                     '<p class="note">Two-step forecasts (task loss law, then a sigmoid to the score) with 95% bootstrap '
-                    'intervals through both steps.</p><table><thead><tr><th class="l">task / metric</th><th class="l">kind</th>'
-                    '<th>C</th><th>predicted</th><th>actual</th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>"))
+                    'intervals through both steps.</p>'
+                    + _table(["<task / metric", "<kind", "C", "predicted", "actual"], rows)))
     tt = _testtime_section(store)
     if tt:
         out.append(tt)
@@ -235,13 +239,12 @@ def _sections(store: RunStore) -> list[tuple[str, str, str]]:
         out.append(em)
     gates = [d for d in decisions if d["kind"] == "gate"]
     if gates:
-        rows = "".join(f"<tr><td class='l'>{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(d['created_at']))}</td>"
+        rows = [f"<tr><td class='l'>{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(d['created_at']))}</td>"
                        f"<td class='l'>{_e(d['subject'])}</td><td class='l'><span class='tag'>{_e(d['decision'])}</span></td>"
                        f"<td class='l'>{_e('; '.join(d['payload'].get('reasons', [])) or 'all rules pass')}</td>"
-                       f"<td class='l'>{_e((d['policy_hash'] or '')[:12])}</td></tr>" for d in gates)
-        out.append(("gates", "Release-gate decisions", "<table><thead><tr><th class='l'>when (UTC)</th><th class='l'>subject</th>"
-                    "<th class='l'>decision</th><th class='l'>reasons</th><th class='l'>policy sha256</th></tr></thead>"
-                    f"<tbody>{rows}</tbody></table>"))
+                       f"<td class='l'>{_e((d['policy_hash'] or '')[:12])}</td></tr>" for d in gates]
+        out.append(("gates", "Release-gate decisions",
+                    _table(["<when (UTC)", "<subject", "<decision", "<reasons", "<policy sha256"], rows)))
     return out
 
 

@@ -7,15 +7,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..train.config import RunConfig
 from ..train.model import GPT
 from ..train.run import load_model_state
 from .tasks import Task
-
-
-def load_model(checkpoint: str | Path) -> tuple[GPT, RunConfig, str]:
-    """A model from a checkpoint folder (``.../RUN_ID``) or file, loaded as weights only."""
-    return load_model_state(checkpoint)
 
 
 @torch.no_grad()
@@ -63,7 +57,7 @@ def sample_task(checkpoint: str | Path, task: str, *, n: int = 64, n_problems: i
                 fmt: str = "direct", seed: int = 0, max_new_tokens: int | None = None, model_name: str | None = None) -> dict:
     """Draw ``n`` samples for each of ``n_problems`` held-out problems, verify each exactly, and count
     the inference FLOPs (``2 N_active`` per token plus attention over the context so far)."""
-    model, cfg, run_id = load_model(checkpoint)
+    model, cfg, run_id = load_model_state(checkpoint)
     if cfg.tokenizer != "byte":
         raise ValueError("sampling tasks needs a byte-level model")
     t = Task.parse(task)

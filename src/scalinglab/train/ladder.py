@@ -84,13 +84,16 @@ def shape_family(spec: LadderSpec, vocab_size: int, family: str) -> list[ModelCo
 
 
 def active_params(cfg: ModelConfig) -> int:
-    return GPT(cfg).param_counts()["active"] if cfg.d_model <= 256 else _count_without_building(cfg)
-
-
-def _count_without_building(cfg: ModelConfig) -> int:
+    """Active parameters of a shape, counted on the meta device (no memory, no initialisation)."""
     import torch
     with torch.device("meta"):
         return GPT(cfg).param_counts()["active"]
+
+
+def candidate_shapes(spec: LadderSpec, vocab_size: int, family: str) -> tuple[list[ModelConfig], list[int]]:
+    """The shapes a ladder may use (d_model <= 1024) and their active parameter counts."""
+    shapes = [s for s in shape_family(spec, vocab_size, family) if s.d_model <= 1024]
+    return shapes, [active_params(s) for s in shapes]
 
 
 @dataclasses.dataclass
@@ -112,8 +115,10 @@ def _run_config(spec: LadderSpec, model: ModelConfig, flops: float) -> RunConfig
                      eval_tokens=spec.eval_tokens, device=spec.device, dtype=spec.dtype, compile=spec.compile)
 
 
-def nearest_shape(shapes: list[ModelConfig], counts: list[int], target: float) -> int:
-    return int(np.argmin([abs(math.log(c / target)) for c in counts]))
+def nearest_shape(counts: list[int], target: float, exclude=()) -> int:
+    """Index of the count nearest ``target`` in log space, skipping indices in ``exclude``."""
+    order = np.argsort([abs(math.log(c / target)) for c in counts])
+    return next(int(j) for j in order if int(j) not in exclude)
 
 
 def design_ladder(spec: LadderSpec, vocab_size: int = 256) -> list[LadderEntry]:
@@ -121,16 +126,13 @@ def design_ladder(spec: LadderSpec, vocab_size: int = 256) -> list[LadderEntry]:
     around the guessed optimum; tokens follow from the budget."""
     entries = []
     for family in spec.families:
-        shapes = [s for s in shape_family(spec, vocab_size, family) if s.d_model <= 1024]
-        counts = [active_params(s) for s in shapes]
+        shapes, counts = candidate_shapes(spec, vocab_size, family)
         for budget in spec.budgets:
             guess = math.sqrt(budget / (6.0 * spec.tokens_per_param_guess))
             targets = np.geomspace(guess / spec.size_span, guess * spec.size_span, spec.sizes_per_budget)
             picked: list[int] = []
             for t in targets:
-                order = np.argsort([abs(math.log(c / t)) for c in counts])
-                i = next(int(j) for j in order if int(j) not in picked)
-                picked.append(i)
+                picked.append(nearest_shape(counts, t, exclude=picked))
             for i in sorted(set(picked)):
                 name = f"{family}-C{budget:.2g}-d{shapes[i].d_model}L{shapes[i].n_layers}"
                 entries.append(LadderEntry(name, family, budget, _run_config(spec, shapes[i], budget)))
@@ -264,7 +266,7 @@ def run_ladder(spec: LadderSpec, store: RunStore, *, executor: Executor | None =
               "families": {}}
     for family in spec.families:
         report["families"][family] = _fit_and_verify(spec, family, entries, store, executor, checkpoint_dir, out, verify,
-                                                     show_progress, figures, log)
+                                                     show_progress, figures, log, data.vocab_size)
     if len(spec.families) == 2 and all("chinchilla" in report["families"][f].get("fits", {}) and
                                        "error" not in report["families"][f]["fits"]["chinchilla"] for f in spec.families):
         report["moe_vs_dense"] = _moe_multiplier(store, spec, report)
@@ -272,7 +274,8 @@ def run_ladder(spec: LadderSpec, store: RunStore, *, executor: Executor | None =
     return report
 
 
-def _fit_and_verify(spec, family, entries, store, executor, checkpoint_dir, out, verify, show_progress, figures, log):
+def _fit_and_verify(spec, family, entries, store, executor, checkpoint_dir, out, verify, show_progress, figures, log,
+                    vocab_size):
     ids = {e.run_id for e in entries if e.family == family}
     runs = [r for r in store.runs(family=family) if r.run_id in ids]
     selection = Selection(n_convention="n_active", flop_convention="6ND", family=family)
@@ -297,22 +300,21 @@ def _fit_and_verify(spec, family, entries, store, executor, checkpoint_dir, out,
     chin = fit["fits"].get("chinchilla", {}).get("law")
     if verify and chin is not None:
         result["verification"] = _verify(spec, family, chin, store, executor, checkpoint_dir, show_progress, log,
-                                         out_dir if figures else None)
+                                         out_dir if figures else None, vocab_size)
     elif verify:
         result["verification"] = {"error": "no Chinchilla fit to forecast from: " + fit["fits"]["chinchilla"].get("error", "")}
     return result
 
 
-def _verify(spec, family, law, store, executor, checkpoint_dir, show_progress, log, out_dir):
+def _verify(spec, family, law, store, executor, checkpoint_dir, show_progress, log, out_dir, vocab_size):
     """Forecast the loss of a run at ``verify_multiplier`` x the largest budget, then train it."""
     C = spec.verify_multiplier * max(spec.budgets)
     n_opt, _ = law.compute_optimal(C)
-    shapes = shape_family(spec, law_vocab(spec), family)
-    shapes = [s for s in shapes if s.d_model <= 1024]
-    counts = [active_params(s) for s in shapes]
-    model = shapes[nearest_shape(shapes, counts, float(n_opt))]
+    shapes, counts = candidate_shapes(spec, vocab_size, family)
+    i = nearest_shape(counts, float(n_opt))
+    model = shapes[i]
     cfg = _run_config(spec, model, C)
-    n = float(counts[shapes.index(model)])
+    n = float(counts[i])
     steps = math.ceil(C / (6.0 * n) / cfg.tokens_per_step)
     D = steps * cfg.tokens_per_step
     pred = float(law.predict(n, D))
@@ -339,11 +341,6 @@ def _verify(spec, family, law, store, executor, checkpoint_dir, show_progress, l
         if out_dir is not None:
             forecast["figure"] = _verification_figure(store, run, forecast, out_dir)
     return forecast
-
-
-def law_vocab(spec: LadderSpec) -> int:
-    from .data import load_tokens
-    return load_tokens(spec.corpus, spec.tokenizer).vocab_size
 
 
 def _verification_figure(store, run, forecast, out_dir) -> list[str]:

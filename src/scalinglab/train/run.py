@@ -63,10 +63,10 @@ def eval_steps(total: int, n: int) -> list[int]:
 
 
 def make_optimizers(model: GPT, cfg: RunConfig) -> list[torch.optim.Optimizer]:
-    matrices = [p for n, p in model.named_parameters() if p.ndim >= 2 and not n.startswith("embed") and not n.startswith("head")]
-    others = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and not n.startswith("embed") and not n.startswith("head"))]
-    embed = [p for n, p in model.named_parameters() if n.startswith(("embed", "head"))]
-    rest = [p for p in others if all(p is not q for q in embed)]
+    named = list(model.named_parameters())
+    embed = [p for n, p in named if n.startswith(("embed", "head"))]
+    matrices = [p for n, p in named if p.ndim >= 2 and not n.startswith(("embed", "head"))]
+    rest = [p for n, p in named if p.ndim < 2 and not n.startswith(("embed", "head"))]   # norms: no decay
     if cfg.optimizer == "adamw":
         return [torch.optim.AdamW([{"params": matrices + embed, "weight_decay": cfg.weight_decay},
                                    {"params": rest, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8)]
