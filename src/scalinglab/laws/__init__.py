@@ -2,10 +2,12 @@
 from ._base import FitError, percentile_interval
 from .approaches import EnvelopeApproach, FrontierFit, IsoFLOPApproach, group_budgets
 from .data_constrained import DataConstrainedLaw, effective_data, effective_params
+from .forms import InteractionLaw, KaplanNDLaw, OvertrainLaw
 from .parametric import ChinchillaLaw, PowerLaw, chinchilla_grid
 from .presets import PRESET_SOURCES, KaplanLaw, preset
 
-LAWS = {"chinchilla": ChinchillaLaw, "power-law": PowerLaw, "data-constrained": DataConstrainedLaw}
+LAWS = {"chinchilla": ChinchillaLaw, "power-law": PowerLaw, "data-constrained": DataConstrainedLaw,
+        "overtrain": OvertrainLaw, "kaplan-nd": KaplanNDLaw, "interaction": InteractionLaw}
 
 
 def law_from_dict(state: dict):
@@ -17,5 +19,5 @@ def law_from_dict(state: dict):
 
 
 __all__ = ["ChinchillaLaw", "DataConstrainedLaw", "EnvelopeApproach", "FitError", "FrontierFit", "IsoFLOPApproach",
-           "KaplanLaw", "LAWS", "PRESET_SOURCES", "PowerLaw", "chinchilla_grid", "effective_data", "effective_params",
+           "InteractionLaw", "KaplanLaw", "KaplanNDLaw", "OvertrainLaw", "LAWS", "PRESET_SOURCES", "PowerLaw", "chinchilla_grid", "effective_data", "effective_params",
            "group_budgets", "law_from_dict", "percentile_interval", "preset"]

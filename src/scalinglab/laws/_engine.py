@@ -1,4 +1,5 @@
-"""One robust fitting engine for every law written as a sum of power laws plus a constant.
+"""One robust fitting engine for every law written as a sum of power laws plus a constant
+(and any other law whose spec gives a batched log-prediction with its Jacobian).
 
 A law of this family predicts, in log space::
 
@@ -12,8 +13,8 @@ Multi-start: every start of the grid is refined together in one batched, bounded
 Levenberg-Marquardt iteration on the IRLS majoriser of the Huber loss (numpy, no per-start Python
 loop); after ``prune_after`` iterations only the ``n_keep`` best starts go on; the distinct minima
 that survive are polished with scipy's L-BFGS-B (analytic gradient) and the best is kept. Bootstrap
-resamples are problems of the same batch: multinomial run weights, warm-started from the distinct
-minima of the full-data fit.
+resamples are problems of the same batch (multinomial run weights, or resampled targets),
+warm-started from the distinct minima of the full-data fit.
 """
 from __future__ import annotations
 
@@ -31,30 +32,71 @@ _CHUNK_ELEMENTS = 2_000_000  # starts x runs per batch block (bounds memory at ~
 class PowerSumSpec:
     """Layout of a law: ``k`` power-law terms, with or without a constant ``e = log E``.
 
-    Parameter vector: ``[a_1..a_k, p_1..p_k, (e)]``.
+    Parameter vector: ``[a_1..a_k, p_1..p_m, (e)]``. By default term ``i`` is ``a_i - p_i log X_i``
+    (``m = k``). ``exponents`` generalises this: for each term, the ``(variable, exponent slot)`` pairs
+    it contains, so exponents can be shared between terms (Gadre et al.'s single exponent) and a term
+    can involve several variables (an interaction ``F / (N^alpha D^beta)``).
     """
 
     k: int
     constant: bool
+    exponents: tuple[tuple[tuple[int, int], ...], ...] | None = None
+
+    @property
+    def terms(self) -> tuple[tuple[tuple[int, int], ...], ...]:
+        return self.exponents if self.exponents is not None else tuple(((i, i),) for i in range(self.k))
+
+    @property
+    def n_slots(self) -> int:
+        return 1 + max(slot for term in self.terms for _, slot in term)
 
     @property
     def n_params(self) -> int:
-        return 2 * self.k + int(self.constant)
+        return self.k + self.n_slots + int(self.constant)
+
+    def log_prediction(self, theta: np.ndarray, logX: np.ndarray, jac: bool):
+        """log-prediction (S, n) of each parameter row and, if asked, its Jacobian (S, n, P)."""
+        k, m = self.k, self.n_slots
+        a, p = theta[:, :k], theta[:, k:k + m]
+        Z = None if self.exponents is None else self.design(logX)
+        if Z is None:
+            terms = a[:, None, :] - p[:, None, :] * logX[None, :, :]
+        else:
+            terms = a[:, None, :] - np.einsum("sm,tmn->snt", p, Z)
+        if self.constant:
+            e = np.broadcast_to(theta[:, None, k + m:k + m + 1], terms.shape[:2] + (1,))
+            terms = np.concatenate([terms, e], axis=2)
+        top = terms.max(axis=2, keepdims=True)
+        ex = np.exp(terms - top)
+        z = ex.sum(axis=2)
+        logpred = top[..., 0] + np.log(z)
+        if not jac:
+            return logpred, None
+        s = ex / z[..., None]           # softmax weight of each term
+        J = np.empty(logpred.shape + (self.n_params,))
+        J[..., :k] = s[..., :k]
+        J[..., k:k + m] = -s[..., :k] * logX[None, :, :] if Z is None else -np.einsum("snt,tmn->snm", s[..., :k], Z)
+        if self.constant:
+            J[..., k + m] = s[..., k]
+        return logpred, J
+
+    def design(self, logX: np.ndarray) -> np.ndarray:
+        """(k, m, n): how much of exponent slot m multiplies -log X in term t, per run."""
+        Z = np.zeros((self.k, self.n_slots, logX.shape[0]))
+        for t, term in enumerate(self.terms):
+            for v, slot in term:
+                Z[t, slot] += logX[:, v]
+        return Z
 
 
-def _log_prediction(theta: np.ndarray, logX: np.ndarray, spec: PowerSumSpec, jac: bool):
-    """log-prediction (S, n) and, if asked, the softmax weights (S, n, K) of the terms."""
-    k = spec.k
-    a, p = theta[:, :k], theta[:, k:2 * k]
-    terms = a[:, None, :] - p[:, None, :] * logX[None, :, :]
-    if spec.constant:
-        e = np.broadcast_to(theta[:, None, 2 * k:2 * k + 1], terms.shape[:2] + (1,))
-        terms = np.concatenate([terms, e], axis=2)
-    m = terms.max(axis=2, keepdims=True)
-    ex = np.exp(terms - m)
-    z = ex.sum(axis=2)
-    logpred = m[..., 0] + np.log(z)
-    return logpred, (ex / z[..., None] if jac else None)
+def _rows(logL: np.ndarray) -> np.ndarray:
+    """Targets as (1, n) shared by every problem, or (S, n) one row per problem."""
+    return logL if logL.ndim == 2 else logL[None, :]
+
+
+def _pick(arr, rows):
+    """Rows of a per-problem array (weights or targets); shared arrays pass through."""
+    return None if arr is None else (arr[rows] if arr.ndim == 2 else arr)
 
 
 def _huber(r: np.ndarray, delta: float) -> np.ndarray:
@@ -66,24 +108,18 @@ def objective(theta: np.ndarray, logX: np.ndarray, logL: np.ndarray, spec: Power
               weights: np.ndarray | None = None) -> np.ndarray:
     """Summed Huber objective for each row of ``theta`` (S, P); ``weights`` (S, n) or None."""
     theta = np.atleast_2d(theta)
-    logpred, _ = _log_prediction(theta, logX, spec, jac=False)
-    h = _huber(logpred - logL[None, :], delta)
+    logpred, _ = spec.log_prediction(theta, logX, jac=False)
+    h = _huber(logpred - _rows(logL), delta)
     return (h if weights is None else h * weights).sum(axis=1)
 
 
 def _derivatives(theta, logX, logL, spec, delta, weights):
     """Objective (S,), gradient (S, P) and IRLS Gauss-Newton matrix (S, P, P)."""
-    logpred, s = _log_prediction(theta, logX, spec, jac=True)
-    r = logpred - logL[None, :]
+    logpred, jac = spec.log_prediction(theta, logX, jac=True)
+    r = logpred - _rows(logL)
     ar = np.abs(r)
     w = np.ones_like(r) if weights is None else np.broadcast_to(weights, r.shape)
     f = (_huber(r, delta) * w).sum(axis=1)
-    k = spec.k
-    jac = np.empty(r.shape + (spec.n_params,))
-    jac[..., :k] = s[..., :k]
-    jac[..., k:2 * k] = -s[..., :k] * logX[None, :, :]
-    if spec.constant:
-        jac[..., 2 * k] = s[..., k]
     psi = np.clip(r, -delta, delta) * w
     grad = np.matmul(psi[:, None, :], jac)[:, 0, :]
     omega = np.where(ar <= delta, 1.0, delta / np.maximum(ar, 1e-300)) * w
@@ -100,6 +136,7 @@ def batched_minimise(starts: np.ndarray, logX: np.ndarray, logL: np.ndarray, spe
         starts: (S, P) initial parameter vectors.
         bounds: (P, 2) lower and upper bounds.
         weights: (S, n) per-problem run weights (bootstrap multiplicities) or None.
+        logL: (n,) targets shared by every problem, or (S, n) one row per problem.
     Returns:
         theta (S, P), objective (S,), converged (S,) bool.
     """
@@ -109,11 +146,10 @@ def batched_minimise(starts: np.ndarray, logX: np.ndarray, logL: np.ndarray, spe
     f = np.empty(S)
     grad = np.empty((S, P))
     hess = np.empty((S, P, P))
-    step_rows = max(1, _CHUNK_ELEMENTS // max(1, logL.size))
+    step_rows = max(1, _CHUNK_ELEMENTS // max(1, logL.shape[-1]))
     for i in range(0, S, step_rows):
         sl = slice(i, i + step_rows)
-        f[sl], grad[sl], hess[sl] = _derivatives(theta[sl], logX, logL, spec, delta,
-                                                 None if weights is None else weights[sl])
+        f[sl], grad[sl], hess[sl] = _derivatives(theta[sl], logX, _pick(logL, sl), spec, delta, _pick(weights, sl))
     lam = np.full(S, 1e-3)
     active = np.ones(S, dtype=bool)
     converged = np.zeros(S, dtype=bool)
@@ -132,8 +168,7 @@ def batched_minimise(starts: np.ndarray, logX: np.ndarray, logL: np.ndarray, spe
             except np.linalg.LinAlgError:
                 step = -g / (np.abs(diag) + lam[sub, None] + 1e-9)
             trial = np.clip(theta[sub] + step, lo, hi)
-            w_sub = None if weights is None else weights[sub]
-            f_new, g_new, h_new = _derivatives(trial, logX, logL, spec, delta, w_sub)
+            f_new, g_new, h_new = _derivatives(trial, logX, _pick(logL, sub), spec, delta, _pick(weights, sub))
             better = np.isfinite(f_new) & (f_new <= f[sub])
             gain = np.where(better, (f[sub] - f_new) / np.maximum(np.abs(f[sub]), 1e-300), 0.0)
             moved = np.abs(trial - theta[sub]).max(axis=1)
@@ -172,7 +207,7 @@ def parallel_minimise(starts, logX, logL, spec, delta, bounds, weights=None, n_j
     if jobs == 1:
         return batched_minimise(starts, logX, logL, spec, delta, bounds, weights=weights, **kwargs)
     cuts = np.array_split(np.arange(S), jobs)
-    work = [((starts[c], logX, logL, spec, delta, bounds), dict(kwargs, weights=None if weights is None else weights[c]))
+    work = [((starts[c], logX, _pick(logL, c), spec, delta, bounds), dict(kwargs, weights=_pick(weights, c)))
             for c in cuts]
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         parts = list(pool.map(_minimise_rows, work))
@@ -233,27 +268,28 @@ def fit_power_sum(logX: np.ndarray, logL: np.ndarray, spec: PowerSumSpec, starts
                         minima=thetas[order], minima_objective=objs[order], n_starts=len(starts))
 
 
-def bootstrap_power_sum(logX: np.ndarray, logL: np.ndarray, spec: PowerSumSpec, warm: np.ndarray, bounds: np.ndarray,
-                        delta: float, n_resamples: int, rng: np.random.Generator,
-                        groups: np.ndarray | None = None, n_jobs: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Refit on ``n_resamples`` bootstrap resamples of the runs.
+def refit_problems(logX: np.ndarray, logL: np.ndarray, spec: PowerSumSpec, warm: np.ndarray, bounds: np.ndarray,
+                   delta: float, weights: np.ndarray | None = None,
+                   n_jobs: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Refit R related problems (bootstrap resamples), each from every warm start, in one batch.
 
     Args:
-        warm: (M, P) starts for every resample (the distinct minima of the full fit).
-        groups: optional group label per run; resampling is then done within each group.
+        logL: (n,) shared targets with ``weights`` (R, n) run multiplicities (pairs bootstrap), or
+            (R, n) targets, one row per problem (residual bootstrap) with ``weights`` None.
+        warm: (M, P) starts for every problem (the distinct minima of the full fit).
     Returns:
-        theta (R, P) of the best start of each resample, and the converged flag (R,).
+        theta (R, P) of the best start of each problem, and its converged flag (R,).
     """
-    n = logL.size
-    weights = multinomial_weights(n, n_resamples, rng, groups)
+    R = weights.shape[0] if weights is not None else logL.shape[0]
     M = warm.shape[0]
-    starts = np.repeat(warm[None, :, :], n_resamples, axis=0).reshape(-1, warm.shape[1])
-    w = np.repeat(weights, M, axis=0)
-    theta, f, conv = parallel_minimise(starts, logX, logL, spec, delta, bounds, weights=w, n_jobs=n_jobs)
-    f = f.reshape(n_resamples, M)
+    starts = np.repeat(warm[None, :, :], R, axis=0).reshape(-1, warm.shape[1])
+    w = None if weights is None else np.repeat(weights, M, axis=0)
+    targets = np.repeat(logL, M, axis=0) if logL.ndim == 2 else logL
+    theta, f, conv = parallel_minimise(starts, logX, targets, spec, delta, bounds, weights=w, n_jobs=n_jobs)
+    f = f.reshape(R, M)
     pick = np.argmin(np.where(np.isfinite(f), f, np.inf), axis=1)
-    theta = theta.reshape(n_resamples, M, -1)[np.arange(n_resamples), pick]
-    conv = conv.reshape(n_resamples, M)[np.arange(n_resamples), pick]
+    theta = theta.reshape(R, M, -1)[np.arange(R), pick]
+    conv = conv.reshape(R, M)[np.arange(R), pick]
     return theta, conv
 
 

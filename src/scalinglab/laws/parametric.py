@@ -102,6 +102,7 @@ class PowerLaw(PowerSumLaw):
 
     law_name = "power-law"
     variables = ("X",)
+    _init_extra = ("variable", "irreducible")
 
     def __init__(self, variable: str = "N", *, irreducible: bool = True, **kwargs):
         super().__init__(**kwargs)
