@@ -11,6 +11,7 @@ from typing import Optional
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import analysis, importers, plan as planning
@@ -169,12 +170,13 @@ def fit_cmd(
     file: Optional[Path] = typer.Argument(None, help="Fit runs from this file instead of the store."),
     store: Path = StoreOpt,
     law: list[str] = typer.Option(list(analysis.DEFAULT_LAWS), "--law",
-                                  help=f"Law(s) to fit: {', '.join(analysis.LAW_CHOICES)} (repeatable)."),
+                                  help=f"Law(s) to fit: {', '.join(analysis.LAW_CHOICES)} (repeatable); 'auto' fits every "
+                                       "(N, D) form and recommends one by rolling-origin backtests on the fitted runs."),
     n_convention: str = typer.Option("n_total", help="Parameter convention: n_total, n_nonembedding, n_active."),
     flop_convention: str = typer.Option("6ND", help="FLOP convention: 6ND or 6ND+attn."),
     family: Optional[str] = typer.Option(None, help="Only runs of this family (e.g. dense, moe)."),
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples over runs (0 disables intervals)."),
-    holdout: str = typer.Option("none", help="'largest': leave the largest-compute budget out and check the forecast."),
+    holdout: str = typer.Option("none", help="Runs to leave out and forecast: " + analysis.HOLDOUT_HELP + "."),
     huber_delta: float = typer.Option(1e-3, help="Huber delta on log-loss residuals."),
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("scalinglab-out/fit"), help="Directory for figures."),
@@ -186,6 +188,10 @@ def fit_cmd(
     for name in law:
         if name not in analysis.LAW_CHOICES:
             _fail(f"unknown law {name!r}; choose from {', '.join(analysis.LAW_CHOICES)}")
+    try:
+        analysis.parse_holdout(holdout)
+    except ValueError as e:
+        _fail(str(e))
     curves = None
     try:
         if file is not None:
@@ -248,25 +254,222 @@ def _print_fit_report(report: dict, source: str) -> None:
         console.print(table)
         dr = entry.get("data_range", {})
         if dr:
-            console.print("  fitted on: " + ", ".join(f"{k}={_q(v)}" for k, v in dr.items()))
+            console.print("  fitted on: " + ", ".join(f"{k}={_q(v)}" for k, v in dr.items()), markup=False)
+        if entry.get("bootstrap_dropped"):
+            console.print(f"  {entry['bootstrap_dropped']} of {entry['n_bootstrap']} bootstrap refits did not converge "
+                          "and were dropped")
+        ex = entry.get("extrapolation")
+        if ex and ex.get("kappa") is not None:
+            console.print(f"  extrapolation error (rolling origin, {ex['n_predictions']} predictions from {ex['n_cuts']} "
+                          f"cuts): kappa = {ex['kappa']:.3g} per decade beyond the fitted range (p = {ex['p_value']:.2g} "
+                          f"against none), calibrated to {ex['calibrated_to_factor']:.3g}x")
+        elif ex:
+            console.print(f"  extrapolation error: {ex.get('note')}")
         for w in entry.get("warnings", []):
-            console.print(f"  [yellow]warning:[/] {w}")
+            console.print(f"  [yellow]warning:[/] {escape(w)}")
+    if report.get("ranking"):
+        table = Table(title="forms ranked by rolling-origin backtest error on the fitted runs")
+        for col in ("law", "params", "mean |log error|", "excess over best ± se", "cuts"):
+            table.add_column(col, justify="right")
+        for r in report["ranking"]:
+            table.add_row(r["law"] + (" (recommended)" if r["law"] == report.get("recommended") else ""),
+                          str(r["n_params"]), f"{r['backtest_mean_abs_log_error']:.4f}",
+                          f"{r['excess_over_best']:+.4f} ± {r['excess_se']:.4f}", f"{r['n_cuts_compared']}/{r['n_cuts_fitted']}")
+        console.print(table)
     ho = report.get("holdout")
     if ho:
-        console.print(f"[bold]hold-out[/]: {ho['n_held_out']} runs at C≈{ho['C_held_out']:.3g} "
+        console.print(f"[bold]hold-out[/] ({escape(ho['expression'])}): {ho['n_held_out']} runs at C≈{ho['C_held_out']:.3g} "
                       f"({ho['C_held_out'] / ho['C_max_fitted']:.2g}× the largest fitted C)")
         for name, res in ho["results"].items():
             table = Table(title=f"{name}: predicted vs actual on held-out runs")
-            for col in ("run", "N", "D", "actual", "predicted", "95% prediction interval", "inside"):
+            for col in ("run", "N", "D", "factor", "actual", "predicted", "error", "95% prediction interval", "inside"):
                 table.add_column(col)
             for r in res["runs"]:
-                table.add_row(r["name"], _q(r["N"]), _q(r["D"]), f"{r['actual']:.4f}", f"{r['predicted']:.4f}",
+                f = r.get("extrapolation_factor")
+                table.add_row(escape(str(r["name"])), _q(r["N"]), _q(r["D"]), "-" if f is None else f"{f:.3g}x",
+                              f"{r['actual']:.4f}", f"{r['predicted']:.4f}", f"{r['relative_error']:+.2%}",
                               f"[{r['interval'][0]:.4f}, {r['interval'][1]:.4f}]", str(r["inside"]))
             console.print(table)
-            console.print(f"  mean |rel. error| {res['mean_abs_rel_error']:.2%}, max {res['max_abs_rel_error']:.2%}")
+            cov = res.get("coverage")
+            console.print(f"  mean |rel. error| {res['mean_abs_rel_error']:.2%}, max {res['max_abs_rel_error']:.2%}"
+                          + ("" if cov is None else f"; {cov:.0%} inside the prediction interval"))
     for p in report.get("figures", []):
         if p.endswith(".png"):
             console.print(f"figure: {p}")
+
+
+# --------------------------------------------------------------------------------------------- backtest
+def _runs_from(file: Optional[Path], store: Path, family: Optional[str]):
+    try:
+        if file is not None:
+            return importers.parse_runs(file).runs, str(file)
+        with RunStore(store, readonly=True) as st:
+            return st.runs(family=family), f"store:{store}"
+    except (importers.ImportFormatError, FileNotFoundError) as e:
+        _fail(str(e))
+
+
+@app.command("backtest")
+def backtest_cmd(
+    file: Optional[Path] = typer.Argument(None, help="Backtest runs from this file instead of the store."),
+    store: Path = StoreOpt,
+    law: list[str] = typer.Option(["chinchilla"], "--law", help=f"Law(s): {', '.join(analysis.BACKTEST_LAWS)} (repeatable)."),
+    axis: str = typer.Option("C", help="Rolling origin along compute (C), model size (N) or both."),
+    n_convention: str = typer.Option("n_total", help="Parameter convention: n_total, n_nonembedding, n_active."),
+    flop_convention: str = typer.Option("6ND", help="FLOP convention: 6ND or 6ND+attn."),
+    family: Optional[str] = typer.Option(None, help="Only runs of this family (e.g. dense, moe)."),
+    bootstrap: int = typer.Option(200, help="Bootstrap resamples per cut fit (>= 20: coverage needs intervals)."),
+    level: float = typer.Option(0.95, help="Prediction-interval level whose coverage is checked."),
+    max_cuts: int = typer.Option(6, help="At most this many cuts per axis (the ones fitted on the most runs)."),
+    seed: int = typer.Option(0),
+    out: Path = typer.Option(Path("scalinglab-out/backtest"), help="Directory for the figure."),
+    figures: bool = typer.Option(True, help="Write PNG and SVG figures."),
+    as_json: bool = JsonOpt,
+):
+    """Rolling-origin backtest: fit on the runs up to each cut, forecast the runs beyond it; error and
+    prediction-interval coverage against extrapolation factor."""
+    bad = [x for x in law if x not in analysis.BACKTEST_LAWS]
+    if bad:
+        _fail(f"unknown law(s) {', '.join(map(repr, bad))} for backtest; choose from {', '.join(analysis.BACKTEST_LAWS)}")
+    if axis not in ("C", "N", "both"):
+        _fail(f"--axis must be C, N or both, not {axis!r}")
+    if not 0 < level < 1:
+        _fail(f"--level must lie strictly between 0 and 1, got {level}")
+    if bootstrap < 20:
+        _fail(f"--bootstrap must be at least 20 (intervals are what a backtest checks), got {bootstrap}")
+    if max_cuts < 1:
+        _fail(f"--max-cuts must be at least 1, got {max_cuts}")
+    runs, source = _runs_from(file, store, family)
+    selection = analysis.Selection(n_convention=n_convention, flop_convention=flop_convention, family=family)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            res = analysis.backtest_runs(runs, law, selection=selection, axis=axis, n_bootstrap=bootstrap, seed=seed,
+                                         level=level, max_cuts=max_cuts)
+        except (FitError, ValueError) as e:
+            _fail(str(e))
+    res["source"] = source
+    res["warnings"] = sorted({str(w.message) for w in caught})
+    if figures:
+        from .report.figures import backtest_figure
+        res["figures"] = backtest_figure(res, out)
+    if as_json:
+        return _emit_json(res)
+    console.print(f"[bold]rolling-origin backtest[/] of {res['n_runs']} runs from {escape(source)}: "
+                  f"{len(res['cuts'])} cuts along {axis}")
+    for name, r in res["results"].items():
+        table = Table(title=f"{name}: error and {level:.0%} prediction-interval coverage by extrapolation factor")
+        for col in ("factor", "predictions", "mean |error|", "max |error|", "coverage ± se", "median half-width"):
+            table.add_column(col, justify="right")
+        for b in r["summary"]["by_factor"] + ([dict(r["summary"]["overall"], bin="all")] if r["summary"]["overall"] else []):
+            cov = "-" if b["coverage"] is None else f"{b['coverage']:.0%} ± {b['coverage_se']:.0%}"
+            hw = "-" if b["median_rel_half_width"] is None else f"{b['median_rel_half_width']:.2%}"
+            table.add_row(b["bin"], str(b["n"]), f"{b['mean_abs_rel_error']:.2%}", f"{b['max_abs_rel_error']:.2%}", cov, hw)
+        console.print(table)
+        for f in r["failed_cuts"]:
+            console.print(f"  cut at {f['axis']} <= {f['fitted_max']:.3g} not fitted: {escape(f['error'])}")
+    for p in res.get("figures", []):
+        if p.endswith(".png"):
+            console.print(f"figure: {escape(p)}")
+
+
+# --------------------------------------------------------------------------------------------- predict
+@app.command("predict")
+def predict_cmd(
+    law: Optional[int] = typer.Option(None, "--law", help="Fit id from the store (any (N, D) law)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Published law: chinchilla-2022, epoch-2024, kaplan-2020."),
+    params: Optional[str] = typer.Option(None, "--params", help="Model size(s), comma-separated (e.g. 7B or 1B,7B)."),
+    tokens: Optional[str] = typer.Option(None, "--tokens", help="Training tokens, one or one per size (e.g. 140B)."),
+    compute: Optional[str] = typer.Option(None, "--compute", help="Training compute in FLOPs (C = 6ND), comma-separated."),
+    tokens_per_param: Optional[float] = typer.Option(None, "--tokens-per-param",
+                                                     help="With --compute: N = sqrt(C / (6 M)), D = M N (else compute-optimal)."),
+    level: float = typer.Option(0.95, help="Interval level."),
+    store: Path = StoreOpt,
+    as_json: bool = JsonOpt,
+):
+    """Predict the loss at given (N, D), or at a compute budget: point, confidence and prediction interval."""
+    if not 0 < level < 1:
+        _fail(f"--level must lie strictly between 0 and 1, got {level}")
+    if compute is not None and (params is not None or tokens is not None):
+        _fail("give --params with --tokens, or --compute (optionally with --tokens-per-param), not both")
+    if compute is None and (params is None or tokens is None):
+        _fail("give --params and --tokens (e.g. --params 7B --tokens 140B), or --compute")
+    if tokens_per_param is not None and (compute is None or not math.isfinite(tokens_per_param) or tokens_per_param <= 0):
+        _fail("--tokens-per-param needs --compute and must be a positive number")
+
+    def quantities(text: str, what: str) -> np.ndarray:
+        try:
+            vals = np.array([parse_quantity(v) for v in text.split(",")], float)
+        except ValueError as e:
+            _fail(f"{what}: {e}")
+        if not (np.isfinite(vals).all() and (vals > 0).all()):
+            _fail(f"{what} must be finite and positive, got {text!r}")
+        return vals
+
+    if compute is not None:
+        C = quantities(compute, "--compute")
+    else:
+        N, D = quantities(params, "--params"), quantities(tokens, "--tokens")
+        if N.size != D.size and 1 not in (N.size, D.size):
+            _fail(f"--params has {N.size} values and --tokens {D.size}: give one of each, or one to pair with all")
+        N, D = np.broadcast_arrays(N, D)
+    if (law is None) == (preset is None):
+        _fail("give exactly one of --law FIT_ID or --preset NAME")
+    if preset is not None and preset not in ("chinchilla-2022", "epoch-2024", "kaplan-2020"):
+        _fail(f"--preset must be chinchilla-2022, epoch-2024 or kaplan-2020 for predict, not {preset!r}")
+    if law is not None:
+        lawobj, source = _stored_law(store, law, kinds=tuple(analysis.ND_FORMS))
+    else:
+        lawobj, source = get_preset(preset), f"preset {preset} ({PRESET_SOURCES[preset]})"
+    if compute is not None:
+        if tokens_per_param is not None:
+            N = np.sqrt(C / (6.0 * tokens_per_param))
+            D = tokens_per_param * N
+        elif hasattr(lawobj, "compute_optimal"):
+            N, D = (np.asarray(x, float) for x in lawobj.compute_optimal(C))
+        else:
+            _fail(f"{source} has no compute-optimal allocation; give --tokens-per-param")
+    out = analysis.predict_loss(lawobj, N, D, level=level)
+    out["law"] = source
+    if as_json:
+        return _emit_json(out)
+    console.print(f"law: {escape(source)}")
+    table = Table(title=f"predicted loss ({level:.0%} intervals)")
+    for col in ("N", "D", "tokens/param", "C [FLOPs]", "loss", "confidence", "prediction", "beyond fitted"):
+        table.add_column(col, justify="right")
+    for r in out["predictions"]:
+        ci, pi = r["confidence_interval"], r["prediction_interval"]
+        f = r["extrapolation_factor"]
+        table.add_row(_q(r["N"]), _q(r["D"]), f"{r['tokens_per_param']:.3g}", f"{r['C']:.3g}", f"{r['loss']:.4f}",
+                      "-" if ci is None else f"[{ci[0]:.4f}, {ci[1]:.4f}]", "-" if pi is None else f"[{pi[0]:.4f}, {pi[1]:.4f}]",
+                      "-" if f is None else (f"{f:.3g}x" + (" (past calibration)" if r["beyond_calibration"] else "")))
+    console.print(table)
+    if not out["from_data"]:
+        console.print("  (published law: no fitted runs, so no intervals and no extrapolation distance)")
+    else:
+        ex = out.get("extrapolation_error") or {}
+        console.print(f"  fitted on {out['fitted_on'].get('n_runs')} runs up to C = {out['fitted_on'].get('C_max', float('nan')):.3g} "
+                      f"FLOPs, N = {_q(out['fitted_on'].get('N_max'))}; prediction interval = parameters + observation noise"
+                      + (f" + extrapolation error (kappa {ex['kappa']:.3g} per decade, calibrated to "
+                         f"{ex['calibrated_to_factor']:.3g}x)" if ex.get("kappa") is not None else ""))
+
+
+def _stored_law(store: Path, law_id: int, kinds: tuple[str, ...]):
+    """A fitted law from the store, refusing other kinds of fit with what is accepted."""
+    if not store.exists():
+        _fail(f"store {store} does not exist; fit first (scalinglab fit) or give --store")
+    try:
+        with RunStore(store, readonly=True) as st:
+            fit = st.fit(law_id)
+    except (FileNotFoundError, KeyError) as e:
+        _fail(str(e))
+    payload = fit["payload"]
+    if payload.get("law") not in kinds:
+        _fail(f"fit {law_id} is a {fit['law']} fit; this needs one of: {', '.join(kinds)}")
+    try:
+        return law_from_dict(payload), f"fit {law_id} ({fit['law']}, {fit['selection'].get('n_runs')} runs)"
+    except (KeyError, ValueError) as e:
+        _fail(f"fit {law_id} cannot be read back: {e}")
 
 
 # --------------------------------------------------------------------------------------------- plan

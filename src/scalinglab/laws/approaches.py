@@ -12,20 +12,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._base import FitError, check_positive, percentile_interval
+from ._extrapolation import cluster_log
 from ._engine import multinomial_weights
 
 
 def group_budgets(C: np.ndarray, rtol: float = 0.1) -> np.ndarray:
-    """Label runs whose compute agrees within ``rtol`` (relative) with the same integer budget id."""
-    order = np.argsort(C)
-    labels = np.empty(C.size, dtype=int)
-    current, anchor = -1, None
-    for i in order:
-        if anchor is None or C[i] > anchor * (1 + rtol):
-            current += 1
-            anchor = C[i]
-        labels[i] = current
-    return labels
+    """IsoFLOP budget labels (0 = smallest) by clustering ``log C``: runs within a factor ``1 + rtol`` of a
+    neighbour share a budget; a group spanning more than 3x (continuous, noisy C) is split at its
+    widest gaps (:func:`scalinglab.laws._extrapolation.cluster_log`)."""
+    return cluster_log(np.asarray(C, float), rtol=rtol)
 
 
 def _loglog_line(x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None):
@@ -97,7 +92,10 @@ class IsoFLOPApproach(_FrontierApproach):
     """Approach 2: for each compute budget fit a parabola of loss against log N; its minimum is N_opt(C).
 
     Learned attributes: ``budgets_`` (list of dicts: C, N_opt, D_opt, loss_min, n_runs, edge),
+    ``dropped_budgets_`` (budgets without an interior minimum, with the reason; each also warns),
     ``frontier_`` (:class:`FrontierFit`), ``params_`` (a, b, k_N, k_D).
+
+    Without budget labels the runs are grouped by clustering ``log C`` (:func:`group_budgets`).
 
     Args:
         budget_rtol: runs whose C agree within this fraction form one IsoFLOP budget (when no labels
@@ -124,41 +122,48 @@ class IsoFLOPApproach(_FrontierApproach):
         if len(groups) < 2:
             raise FitError(f"Approach 2 needs at least 2 compute budgets with >= {self.min_runs_per_budget} model sizes "
                            f"each; found {len(groups)}", {"n_runs": int(N.size)})
-        self.budgets_ = []
-        rng = np.random.default_rng(self.seed)
-        R = self.n_bootstrap
-        boot_logn = np.full((R, len(groups)), np.nan) if R else None
-        for j, g in enumerate(groups):
+        self.budgets_, self.dropped_budgets_, kept = [], [], []
+        for g in groups:
             x, y = np.log(N[g]), L[g]
             Cg = float(np.exp(np.log(C[g]).mean()))
             coef = _parabola(x, y, np.ones((1, x.size)))[0]
             if not coef[2] > 0:
-                raise FitError(f"IsoFLOP budget C={Cg:.3g}: loss vs log N is not convex (no interior minimum); "
-                               "the grid does not bracket the optimum", {"budget": Cg, "coef": coef.tolist()})
-            logn = -coef[1] / (2 * coef[2])
-            edge = not (x.min() < logn < x.max())
-            # a minimum far outside the sizes trained is not measured; point estimate and bootstrap are
-            # both held within e^2 of the grid so the interval describes the estimate it is reported with
-            logn = float(np.clip(logn, x.min() - 2, x.max() + 2))
-            if edge:
-                warnings.warn(f"IsoFLOP budget C={Cg:.3g}: the fitted minimum N={np.exp(logn):.3g} lies outside the "
-                              f"sizes trained ({np.exp(x.min()):.3g}..{np.exp(x.max()):.3g}); widen the grid",
+                reason = "loss vs log N is not convex (no minimum)"
+            else:
+                logn = -coef[1] / (2 * coef[2])
+                reason = None if x.min() < logn < x.max() else (
+                    f"the fitted minimum N={np.exp(logn):.3g} lies outside the sizes trained "
+                    f"({np.exp(x.min()):.3g}..{np.exp(x.max()):.3g})")
+            if reason is not None:
+                self.dropped_budgets_.append({"C": Cg, "n_runs": int(g.size), "reason": reason})
+                warnings.warn(f"IsoFLOP budget C={Cg:.3g} dropped: {reason}; widen its grid of sizes to use it",
                               RuntimeWarning, stacklevel=2)
+                continue
+            kept.append(g)
             n_opt = float(np.exp(logn))
             self.budgets_.append({"C": Cg, "N_opt": n_opt, "D_opt": Cg / (6 * n_opt),
                                   "loss_min": float(coef[0] + coef[1] * logn + coef[2] * logn ** 2),
-                                  "n_runs": int(g.size), "edge": bool(edge), "coef": coef.tolist(),
+                                  "n_runs": int(g.size), "edge": False, "coef": coef.tolist(),
                                   "N": N[g].tolist(), "loss": y.tolist()})
+        if len(kept) < 2:
+            raise FitError(f"Approach 2 needs at least 2 IsoFLOP budgets with an interior minimum; {len(kept)} of "
+                           f"{len(groups)} have one", {"n_runs": int(N.size), "dropped_budgets": self.dropped_budgets_})
+        rng = np.random.default_rng(self.seed)
+        R = self.n_bootstrap
+        boot_logn = np.full((R, len(kept)), np.nan) if R else None
+        for j, g in enumerate(kept):
             if R:
+                x, y = np.log(N[g]), L[g]
                 w = multinomial_weights(x.size, R, rng)
                 cb = _parabola(x, y, w)
                 ok = cb[:, 2] > 0
-                boot_logn[ok, j] = np.clip(-cb[ok, 1] / (2 * cb[ok, 2]), x.min() - 2, x.max() + 2)
+                # a resample whose minimum leaves the sizes trained is held at the grid's edge
+                boot_logn[ok, j] = np.clip(-cb[ok, 1] / (2 * cb[ok, 2]), x.min(), x.max())
         Cs = np.array([b["C"] for b in self.budgets_])
         Ns = np.array([b["N_opt"] for b in self.budgets_])
         self._set_frontier(Cs, Ns, None if not R else np.exp(boot_logn),
-                           {"C_min": float(Cs.min()), "C_max": float(Cs.max()), "n_budgets": len(groups),
-                            "n_runs": int(sum(g.size for g in groups)), "N_min": float(N.min()), "N_max": float(N.max())})
+                           {"C_min": float(Cs.min()), "C_max": float(Cs.max()), "n_budgets": len(kept),
+                            "n_runs": int(sum(g.size for g in kept)), "N_min": float(N.min()), "N_max": float(N.max())})
         return self
 
 

@@ -218,3 +218,40 @@ def emergence_figure(table: list[dict], task: str, out: str | Path) -> list[str]
                  f"({len(table)} models, greedy decoding, held-out problems)", fontsize=9)
     fig.tight_layout()
     return _save(fig, out, f"emergence_{task.replace(':', '_')}")
+
+
+def backtest_figure(result: dict, out: str | Path) -> list[str]:
+    """Rolling-origin backtest: |relative error| against extrapolation factor (one point per forecast,
+    filled inside its prediction interval) and interval coverage per factor bin with the nominal level."""
+    plt = _plt()
+    out = _out_dir(out)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10.5, 4.2))
+    for i, (name, r) in enumerate(result["results"].items()):
+        rows = [p for p in r["predictions"] if p["extrapolation_factor"] is not None]
+        if not rows:
+            continue
+        f = np.array([p["extrapolation_factor"] for p in rows])
+        e = np.abs([p["relative_error"] for p in rows])
+        inside = np.array([bool(p["inside"]) for p in rows])
+        col = f"C{i}"
+        ax1.scatter(f[inside], e[inside], s=16, color=col, label=f"{name} (inside interval)")
+        ax1.scatter(f[~inside], e[~inside], s=22, facecolors="none", edgecolors=col, label=f"{name} (outside)")
+        bins = [b for b in r["summary"]["by_factor"] if b["coverage"] is not None]
+        if bins:
+            x = np.array([np.sqrt(b["factor_min"] * (b["factor_max"] or b["factor_min"] * 3)) for b in bins])
+            ax2.errorbar(x * (1 + 0.04 * i), [b["coverage"] for b in bins], yerr=[b["coverage_se"] for b in bins],
+                         fmt="o-", color=col, capsize=3, label=name)
+    ax1.set_xscale("log")
+    ax1.set_yscale("log")
+    ax1.set_xlabel("extrapolation factor beyond the fitted runs (max over N, D, C)")
+    ax1.set_ylabel("|predicted / actual − 1|")
+    ax1.legend(fontsize=7)
+    ax2.axhline(result["level"], color="k", ls="--", lw=1, label=f"nominal {result['level']:.0%}")
+    ax2.set_xscale("log")
+    ax2.set_ylim(0, 1.05)
+    ax2.set_xlabel("extrapolation factor (bin centre)")
+    ax2.set_ylabel("prediction-interval coverage (± binomial se)")
+    ax2.legend(fontsize=7)
+    fig.suptitle(f"rolling-origin backtest: {result['n_runs']} runs, {len(result['cuts'])} cuts along {result['axis']}",
+                 fontsize=9)
+    return _save(fig, out, "backtest")
