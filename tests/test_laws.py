@@ -111,11 +111,32 @@ def test_isoflop_approach_recovers_frontier_exponent():
     assert not any(b["edge"] for b in fit.budgets_)
 
 
-def test_isoflop_warns_when_minimum_at_grid_edge():
-    N, D, L = isoflop_runs(noise=0.0)
-    small = N < np.repeat([ChinchillaLaw._frontier(TRUE, c)[0] for c in np.logspace(17, 20, 5)], 9) * 0.5
-    with pytest.warns(RuntimeWarning, match="outside the sizes trained"):
-        IsoFLOPApproach(n_bootstrap=0).fit(N[small], D[small], L[small])
+def test_isoflop_drops_a_budget_without_interior_minimum_and_goes_on():
+    budgets = np.logspace(17, 20, 5)
+    N, D, L = isoflop_runs(noise=0.0, budgets=budgets)
+    n_opt = np.repeat([ChinchillaLaw._frontier(TRUE, c)[0] for c in budgets], 9)
+    keep = np.ones(N.size, bool)
+    keep[:9] = N[:9] < n_opt[:9] * 0.5            # the smallest budget only has sizes below its optimum
+    with pytest.warns(RuntimeWarning, match=r"budget C=1e\+17 dropped: the fitted minimum .* outside the sizes"):
+        fit = IsoFLOPApproach(n_bootstrap=50).fit(N[keep], D[keep], L[keep])
+    assert [b["C"] for b in fit.dropped_budgets_] == [pytest.approx(1e17)]
+    assert len(fit.budgets_) == 4
+    a_true = TRUE["beta"] / (TRUE["alpha"] + TRUE["beta"])
+    assert fit.params_["a"] == pytest.approx(a_true, abs=0.02)
+
+
+def test_isoflop_groups_continuous_noisy_compute_by_clustering():
+    """Real runs have C scattered around each budget (+-15% here); clustering log C recovers the budgets."""
+    budgets = np.logspace(17, 20, 4)
+    N, D, L = isoflop_runs(noise=0.002, budgets=budgets, sizes=7)
+    rng = np.random.default_rng(1)
+    D = D * np.exp(rng.uniform(-0.15, 0.15, D.size))
+    L = ChinchillaLaw._predict_from(TRUE, N, D)
+    from scalinglab.laws import group_budgets
+    labels = group_budgets(6 * N * D)
+    assert np.array_equal(labels, np.repeat(np.arange(4), 7))
+    fit = IsoFLOPApproach(n_bootstrap=0).fit(N, D, L)
+    assert len(fit.budgets_) == 4 and not fit.dropped_budgets_
 
 
 def test_envelope_approach_on_training_curves():

@@ -602,6 +602,8 @@ def _print_plans(out: dict) -> None:
                       f"lost to repetition {p['loss_lost_to_repetition']:.4f}")
         u = p["unconstrained"]
         console.print(f"  unconstrained optimum: N = {_q(u['N_opt'])}, D = {_q(u['D_opt'])}, loss {u['loss']:.4f}")
+        if p.get("plateau"):
+            console.print(f"  {p['plateau']['note']}" + (" (this budget is already there)" if p["plateau"]["beyond"] else ""))
     if "target_loss" in plans:
         p = plans["target_loss"]
         console.print(f"[bold]cheapest run reaching loss {p['target_loss']}[/]: C = {p['compute_flops']:.3g} {_iv(p, 'compute_flops')}, "

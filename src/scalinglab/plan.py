@@ -67,7 +67,8 @@ def plan_compute(law, compute: float, level: float = 0.95) -> dict:
 
 
 def plan_for_params(law: ChinchillaLaw, sizes, level: float = 0.95) -> list[dict]:
-    """For each model size the compute-optimal tokens and compute (a Chinchilla Table-3-style table)."""
+    """For each model size the compute-optimal tokens and compute under ``law`` (the layout of Hoffmann et
+    al.'s Table 3; the numbers are this law's, not the paper's)."""
     rows = []
     for n in np.atleast_1d(np.asarray(sizes, float)):
         p = law.all_params()
@@ -103,7 +104,26 @@ def plan_data_constrained(law: DataConstrainedLaw, compute: float, unique_tokens
     if law.has_intervals:
         pb = law.bootstrap_params_
         out["intervals"]["loss"] = _interval(law._predict_from(pb, n, d, unique_tokens), level)
+    out["plateau"] = data_plateau(law, unique_tokens, compute)
     return out
+
+
+def data_plateau(law: DataConstrainedLaw, unique_tokens: float, compute: float, rel_gain: float = 1e-3) -> dict:
+    """Where extra compute stops buying loss with ``unique_tokens`` of data: the smallest compute at
+    which 10x more compute (optimally spent) lowers the loss by less than ``rel_gain`` (relative)."""
+    exps = np.arange(-3.0, 9.01, 0.25)
+    grid = compute * 10 ** exps
+    losses = np.array([float(law.predict(*law.compute_optimal(c, unique_tokens), unique_tokens)) for c in grid])
+    gain = losses[:-4] - losses[4:]                 # 4 steps of 0.25 decades = 10x compute
+    flat = np.flatnonzero(gain < rel_gain * losses[:-4])
+    c_flat = float(grid[flat[0]]) if flat.size else None
+    return {"compute_flops": c_flat, "criterion": f"10x more compute lowers the loss by < {rel_gain:.1%}",
+            "loss_at_plateau": None if c_flat is None else float(losses[flat[0]]),
+            "loss_floor_searched": float(losses.min()),
+            "beyond": bool(c_flat is not None and compute >= c_flat),
+            "note": (f"beyond C ~ {c_flat:.3g} FLOPs the plan sits on a plateau: more compute buys almost no loss "
+                     f"without more unique data" if c_flat is not None else
+                     f"no plateau up to {grid[-1]:.3g} FLOPs")}
 
 
 def _frontier_loss(law: ChinchillaLaw, params: dict, C: float) -> float:

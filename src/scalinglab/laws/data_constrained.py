@@ -72,6 +72,7 @@ class DataConstrainedLaw:
 
     @staticmethod
     def _predict_from(p, N, D, U):
+        U = np.minimum(U, D)            # the unique tokens actually seen: a run shorter than U sees only D
         U_N = np.minimum(N, _n_opt_for_tokens(p, U))
         Np = effective_params(N, U_N, p["R_N_star"])
         Dp = effective_data(D, U, p["R_D_star"])
