@@ -309,8 +309,9 @@ class PowerSumLaw:
 
     def predict_distribution(self, *X, include_observation_noise: bool = True,
                              include_extrapolation_error: bool = True, seed: int = 0) -> np.ndarray:
-        """Samples (R, m) of the loss at each point: bootstrap parameters, optionally times a resampled
-        residual (observation noise) and a model-error draw growing with extrapolation distance.
+        """Samples of the loss at each point, (draws, m): bootstrap parameters, optionally times a resampled
+        residual (observation noise) and a model-error draw growing with extrapolation distance (then each
+        bootstrap fit is repeated to give at least 4,000 draws).
 
         With both options off this is the distribution behind the confidence interval; with both on,
         behind the prediction interval of a new run.
@@ -321,7 +322,11 @@ class PowerSumLaw:
         Xb = [np.atleast_1d(np.asarray(x, float))[None, :] for x in X]
         pb = {k: v[:, None] for k, v in self.bootstrap_params_.items()}
         preds = self._predict_from(pb, *Xb)
-        preds = np.broadcast_to(preds, (preds.shape[0], max(x.shape[1] for x in Xb))).copy()
+        preds = np.broadcast_to(preds, (preds.shape[0], max(x.shape[1] for x in Xb)))
+        if include_observation_noise or include_extrapolation_error:
+            # each bootstrap fit is repeated so that the added noise is sampled finely (>= 4,000 draws)
+            preds = np.repeat(preds, max(1, -(-4000 // preds.shape[0])), axis=0)
+        preds = preds.copy()
         rng = np.random.default_rng(seed)
         if include_observation_noise and getattr(self, "residuals_", np.array([])).size:
             centred = self.residuals_ - np.median(self.residuals_)
