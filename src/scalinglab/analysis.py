@@ -287,6 +287,10 @@ def fit_runs(runs: list[Run], laws=DEFAULT_LAWS, *, selection: Selection | None 
                  "n_bootstrap": n_bootstrap}
         if getattr(law, "bootstrap_params_", None) is not None and hasattr(law, "bootstrap_dropped_"):
             entry["bootstrap_dropped"] = law.bootstrap_dropped_
+            if law.bootstrap_dropped_ > 0.1 * n_bootstrap:
+                entry.setdefault("warnings", []).append(
+                    f"{law.bootstrap_dropped_} of {n_bootstrap} bootstrap refits did not converge and were dropped: "
+                    "some parameter (often E) is barely determined by these runs; the intervals use the rest")
         ex = _extrapolation_summary(law)
         if ex is not None:
             entry["extrapolation"] = ex

@@ -203,7 +203,7 @@ class PowerSumLaw:
             thetas, conv = self._refit_many(logX, targets, weights, good, bounds)
             self.bootstrap_dropped_ = int((~conv).sum())
             self.bootstrap_converged_ = float(conv.mean())
-            if conv.sum() < max(10, self.n_bootstrap // 2):
+            if conv.sum() < max(10, self.n_bootstrap // 5):
                 raise FitError(f"{type(self).__name__}: only {int(conv.sum())} of {self.n_bootstrap} bootstrap refits "
                                "converged; the intervals cannot be trusted", dict(diagnostics, bootstrap_converged=int(conv.sum())))
             self.bootstrap_params_ = {k: np.asarray(v, float) for k, v in self._from_theta(thetas[conv]).items()}

@@ -286,6 +286,10 @@ def refit_problems(logX: np.ndarray, logL: np.ndarray, spec: PowerSumSpec, warm:
     w = None if weights is None else np.repeat(weights, M, axis=0)
     targets = np.repeat(logL, M, axis=0) if logL.ndim == 2 else logL
     theta, f, conv = parallel_minimise(starts, logX, targets, spec, delta, bounds, weights=w, n_jobs=n_jobs)
+    slow = np.flatnonzero(~conv)
+    if slow.size:   # refits in a flat valley: continue them for longer before calling them unconverged
+        theta[slow], f[slow], conv[slow] = parallel_minimise(theta[slow], logX, _pick(targets, slow), spec, delta, bounds,
+                                                             weights=_pick(w, slow), n_jobs=n_jobs, max_iter=2000)
     f = f.reshape(R, M)
     pick = np.argmin(np.where(np.isfinite(f), f, np.inf), axis=1)
     theta = theta.reshape(R, M, -1)[np.arange(R), pick]
