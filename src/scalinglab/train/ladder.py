@@ -320,9 +320,13 @@ def _verify(spec, family, law, store, executor, checkpoint_dir, show_progress, l
     pred = float(law.predict(n, D))
     lo, hi = (x[0] for x in law.predict_interval([n], [D], kind="prediction"))
     forecast = {"compute_flops": C, "N": n, "D": float(D), "N_opt_fit": float(n_opt), "predicted_loss": pred,
-                "interval": [float(lo), float(hi)], "interval_kind": "95% prediction (bootstrap parameters + residuals)",
+                "interval": [float(lo), float(hi)],
+                "interval_kind": "95% prediction (bootstrap parameters + residuals + rolling-origin extrapolation error)",
                 "extrapolation": {"compute_over_max_fitted": C / law.data_range_["C_max"],
-                                  "fitted_on": law.data_range_}}
+                                  "factor": float(10 ** law.extrapolation_distance([n], [D])[0]),
+                                  "fitted_on": law.data_range_,
+                                  "model_error": {k: v for k, v in (law.extrapolation_ or {}).items()
+                                                  if k not in ("predictions", "skipped")}}}
     log(f"forecast before training: {family} d{model.d_model}L{model.n_layers} (N={n:,.0f}, D={D:,.0f}, "
         f"C={C:.3g}, {forecast['extrapolation']['compute_over_max_fitted']:.1f}x the largest fitted C): "
         f"loss {pred:.4f} [{lo:.4f}, {hi:.4f}]")
