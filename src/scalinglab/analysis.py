@@ -304,10 +304,8 @@ def fit_runs(runs: list[Run], laws=DEFAULT_LAWS, *, selection: Selection | None 
         if hasattr(law, "budgets_"):
             entry["budgets"] = [{k: v for k, v in b.items() if k not in ("N", "loss", "coef")} for b in law.budgets_]
             entry["dropped_budgets"] = getattr(law, "dropped_budgets_", [])
-            edges = [b["C"] for b in law.budgets_ if b["edge"]]
-            if edges:
-                entry.setdefault("warnings", []).append(
-                    f"IsoFLOP minimum at the grid edge for budget(s) {', '.join(f'{c:.3g}' for c in edges)}")
+            for b in entry["dropped_budgets"]:
+                entry.setdefault("warnings", []).append(f"IsoFLOP budget C={b['C']:.3g} dropped: {b['reason']}")
         report["fits"][name] = entry
         if report["holdout"] is not None:
             out = _predict_heldout(name, law, N[held], D[held], C[held], [r for r, m in zip(runs, held) if m], level)

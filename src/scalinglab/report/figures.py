@@ -74,24 +74,29 @@ def fit_figures(report: dict, N, D, C, L, out: str | Path, *, title: str = "") -
         ax.legend(fontsize=7)
     paths += _save(fig, out, "loss_vs_compute")
 
-    if iso is not None:
+    from ..laws import group_budgets
+    labels = group_budgets(C)
+    if labels.max() >= 0 and len(L):
+        # the runs themselves, grouped by budget as the fit groups them; a fitted parabola where Approach 2 kept it
         fig, ax = plt.subplots(figsize=(6.4, 4.4))
         cmap = plt.get_cmap("plasma")
-        for j, b in enumerate(iso.budgets_):
-            col = cmap(j / max(1, len(iso.budgets_) - 1) * 0.85)
-            n = np.array(b["N"])
-            ax.scatter(n, b["loss"], color=col, s=16, zorder=3)
-            x = np.linspace(np.log(n.min()) - 0.2, np.log(n.max()) + 0.2, 60)
-            c0, c1, c2 = b["coef"]
-            ax.plot(np.exp(x), c0 + c1 * x + c2 * x ** 2, color=col, lw=1.2, label=f"C={b['C']:.2g}")
-            if b["edge"]:
-                ax.scatter([b["N_opt"]], [b["loss_min"]], marker="x", s=90, color=col, zorder=4)
-            else:
+        fitted = {} if iso is None else {round(np.log(b["C"]), 1): b for b in iso.budgets_}
+        n_groups = labels.max() + 1
+        for j in range(n_groups):
+            g = labels == j
+            col = cmap(j / max(1, n_groups - 1) * 0.85)
+            cg = float(np.exp(np.log(C[g]).mean()))
+            b = fitted.get(round(np.log(cg), 1))
+            ax.scatter(N[g], L[g], color=col, s=16, zorder=3, label=f"C={cg:.2g}" + ("" if b else " (no fitted minimum)"))
+            if b:
+                x = np.linspace(np.log(N[g].min()) - 0.2, np.log(N[g].max()) + 0.2, 60)
+                c0, c1, c2 = b["coef"]
+                ax.plot(np.exp(x), c0 + c1 * x + c2 * x ** 2, color=col, lw=1.2)
                 ax.scatter([b["N_opt"]], [b["loss_min"]], marker="*", s=90, color=col, edgecolor="k", zorder=4)
         ax.set_xscale("log")
         ax.set_xlabel(nlab)
         ax.set_ylabel("final loss [nats/token]")
-        ax.set_title(f"IsoFLOP profiles, parabola in log N; ★ = minimum, x = at grid edge ({note})", fontsize=8)
+        ax.set_title(f"IsoFLOP profiles, parabola in log N; ★ = minimum ({note})", fontsize=8)
         ax.legend(fontsize=7, ncol=2)
         paths += _save(fig, out, "isoflops")
 

@@ -151,7 +151,7 @@ def _sections(store: RunStore) -> list[tuple[str, str, str]]:
         if len(budgets) >= 2 and len(C):
             try:
                 with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)   # edge minima are flagged in the fit report
+                    warnings.simplefilter("ignore", RuntimeWarning)   # dropped IsoFLOP budgets are listed in the fit report
                     iso = IsoFLOPApproach(n_bootstrap=0).fit(N, D, L, C=C,
                                                              budgets=np.array([r.budget or np.nan for r in rs]))
                 fig.add_trace(go.Scatter(x=[b["C"] for b in iso.budgets_], y=[b["N_opt"] for b in iso.budgets_],
