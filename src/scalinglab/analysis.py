@@ -148,9 +148,10 @@ def holdout_mask_from(expr: str, runs: list[Run], N, D, C, L) -> np.ndarray:
     return held
 
 
-def _fit_one(name: str, N, D, C, L, runs, curves, n_bootstrap, seed, huber_delta, allow_bounds=False):
+def _fit_one(name: str, N, D, C, L, runs, curves, n_bootstrap, seed, huber_delta, allow_bounds=False,
+             bootstrap_kind: str = "residual"):
     if name in ND_FORMS:
-        return ND_FORMS[name](n_bootstrap=n_bootstrap, seed=seed, huber_delta=huber_delta,
+        return ND_FORMS[name](n_bootstrap=n_bootstrap, seed=seed, huber_delta=huber_delta, bootstrap=bootstrap_kind,
                               allow_bounds=allow_bounds).fit(N, D, L)
     if name == "approach2":
         budgets = np.array([r.budget if r.budget is not None else np.nan for r in runs])
@@ -163,7 +164,7 @@ def _fit_one(name: str, N, D, C, L, runs, curves, n_bootstrap, seed, huber_delta
     if name.startswith("kaplan-"):
         var = name.split("-")[1].upper()
         X = {"N": N, "D": D, "C": C}[var]
-        return PowerLaw(var, n_bootstrap=n_bootstrap, seed=seed, huber_delta=huber_delta,
+        return PowerLaw(var, n_bootstrap=n_bootstrap, seed=seed, huber_delta=huber_delta, bootstrap=bootstrap_kind,
                         allow_bounds=allow_bounds).fit(X, L)
     if name == "data-constrained":
         U = np.array([r.unique_tokens if r.unique_tokens else np.nan for r in runs])
@@ -243,7 +244,7 @@ def rank_forms(fits: dict) -> list[dict]:
 
 def fit_runs(runs: list[Run], laws=DEFAULT_LAWS, *, selection: Selection | None = None, n_bootstrap: int = 1000,
              seed: int = 0, huber_delta: float = 1e-3, level: float = 0.95, curves: dict | None = None,
-             allow_bounds: bool = False) -> dict:
+             allow_bounds: bool = False, bootstrap_kind: str = "residual") -> dict:
     """Fit each named law to ``runs``; returns ``{"selection", "n_runs", "fits": {name: {...}}, "holdout"}``.
 
     ``"auto"`` among ``laws`` fits every (N, D) form and names the one with the smallest rolling-origin
@@ -278,7 +279,7 @@ def fit_runs(runs: list[Run], laws=DEFAULT_LAWS, *, selection: Selection | None 
     for name in laws:
         try:
             law = _fit_one(name, N[fit_mask], D[fit_mask], C[fit_mask], L[fit_mask], fit_runs_, fit_curves,
-                           n_bootstrap, seed, huber_delta, allow_bounds)
+                           n_bootstrap, seed, huber_delta, allow_bounds, bootstrap_kind)
         except FitError as e:
             report["fits"][name] = {"error": str(e), "diagnostics": e.diagnostics}
             continue
@@ -379,7 +380,7 @@ def summarise_predictions(rows: list[dict], level: float) -> dict:
 
 def backtest_runs(runs: list[Run], laws=("chinchilla",), *, selection: Selection | None = None, axis: str = "C",
                   n_bootstrap: int = 200, seed: int = 0, huber_delta: float = 1e-3, level: float = 0.95,
-                  max_cuts: int = 6) -> dict:
+                  max_cuts: int = 6, bootstrap_kind: str = "residual") -> dict:
     """Rolling-origin backtest: for each cut along ``axis`` (``C``, ``N`` or ``both``), fit each law on the
     runs up to the cut exactly as ``fit`` would (bootstrap and its own extrapolation calibration, which
     sees only those runs) and predict every run beyond it.
@@ -417,7 +418,7 @@ def backtest_runs(runs: list[Run], laws=("chinchilla",), *, selection: Selection
                 warnings.simplefilter("ignore")
                 try:
                     law = _fit_one(name, N[cut.fit], D[cut.fit], C[cut.fit], L[cut.fit], sub, None, n_bootstrap, seed,
-                                   huber_delta)
+                                   huber_delta, bootstrap_kind=bootstrap_kind)
                 except FitError as e:
                     failed.append({"axis": cut.axis, "fitted_max": cut.fitted_max, "error": str(e)})
                     continue

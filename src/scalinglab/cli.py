@@ -176,6 +176,8 @@ def fit_cmd(
     flop_convention: str = typer.Option("6ND", help="FLOP convention: 6ND or 6ND+attn."),
     family: Optional[str] = typer.Option(None, help="Only runs of this family (e.g. dense, moe)."),
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples over runs (0 disables intervals)."),
+    bootstrap_kind: str = typer.Option("residual", "--bootstrap-kind",
+                                       help="residual (keeps the ladder's design; calibrated) or pairs (resamples runs)."),
     holdout: str = typer.Option("none", help="Runs to leave out and forecast: " + analysis.HOLDOUT_HELP + "."),
     huber_delta: float = typer.Option(1e-3, help="Huber delta on log-loss residuals."),
     seed: int = typer.Option(0),
@@ -192,6 +194,10 @@ def fit_cmd(
         analysis.parse_holdout(holdout)
     except ValueError as e:
         _fail(str(e))
+    if bootstrap_kind not in ("residual", "pairs"):
+        _fail(f"--bootstrap-kind must be residual or pairs, not {bootstrap_kind!r}")
+    if bootstrap < 0:
+        _fail(f"--bootstrap must be 0 (no intervals) or more, got {bootstrap}")
     curves = None
     try:
         if file is not None:
@@ -215,7 +221,7 @@ def fit_cmd(
         warnings.simplefilter("always")
         try:
             report = analysis.fit_runs(runs, law, selection=selection, n_bootstrap=bootstrap, seed=seed,
-                                       huber_delta=huber_delta, curves=curves)
+                                       huber_delta=huber_delta, curves=curves, bootstrap_kind=bootstrap_kind)
         except (FitError, ValueError) as e:
             _fail(str(e))
     report["warnings"] = [str(w.message) for w in caught]
@@ -319,6 +325,8 @@ def backtest_cmd(
     flop_convention: str = typer.Option("6ND", help="FLOP convention: 6ND or 6ND+attn."),
     family: Optional[str] = typer.Option(None, help="Only runs of this family (e.g. dense, moe)."),
     bootstrap: int = typer.Option(200, help="Bootstrap resamples per cut fit (>= 20: coverage needs intervals)."),
+    bootstrap_kind: str = typer.Option("residual", "--bootstrap-kind",
+                                       help="residual (keeps the ladder's design; calibrated) or pairs (resamples runs)."),
     level: float = typer.Option(0.95, help="Prediction-interval level whose coverage is checked."),
     max_cuts: int = typer.Option(6, help="At most this many cuts per axis (the ones fitted on the most runs)."),
     seed: int = typer.Option(0),
@@ -339,13 +347,15 @@ def backtest_cmd(
         _fail(f"--bootstrap must be at least 20 (intervals are what a backtest checks), got {bootstrap}")
     if max_cuts < 1:
         _fail(f"--max-cuts must be at least 1, got {max_cuts}")
+    if bootstrap_kind not in ("residual", "pairs"):
+        _fail(f"--bootstrap-kind must be residual or pairs, not {bootstrap_kind!r}")
     runs, source = _runs_from(file, store, family)
     selection = analysis.Selection(n_convention=n_convention, flop_convention=flop_convention, family=family)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             res = analysis.backtest_runs(runs, law, selection=selection, axis=axis, n_bootstrap=bootstrap, seed=seed,
-                                         level=level, max_cuts=max_cuts)
+                                         level=level, max_cuts=max_cuts, bootstrap_kind=bootstrap_kind)
         except (FitError, ValueError) as e:
             _fail(str(e))
     res["source"] = source
