@@ -217,13 +217,14 @@ def rank_forms(fits: dict) -> list[dict]:
     if not preds:
         return []
     cut_sets = {name: {(p["axis"], p["fitted_max"]) for p in rows} for name, rows in preds.items()}
-    common = sorted(set.intersection(*cut_sets.values()))
+    common_set = set.intersection(*cut_sets.values())
+    common = sorted(common_set)
     most = max(len(c) for c in cut_sets.values())
     per_cut = {name: np.array([np.mean([abs(p["log_residual"]) for p in rows if (p["axis"], p["fitted_max"]) == c])
                                for c in common]) for name, rows in preds.items()}
     ranking = []
     for name, rows in preds.items():
-        chosen = [p for p in rows if (p["axis"], p["fitted_max"]) in set(common)]
+        chosen = [p for p in rows if (p["axis"], p["fitted_max"]) in common_set]
         err = float(np.mean([abs(p["log_residual"]) for p in chosen])) if chosen else float("inf")
         ranking.append({"law": name, "backtest_mean_abs_log_error": err, "n_predictions": len(chosen),
                         "n_cuts_compared": len(common), "n_cuts_fitted": len(cut_sets[name]),
@@ -451,7 +452,7 @@ def predict_loss(law, N, D, *, level: float = 0.95) -> dict:
     pi = law.predict_interval(N, D, kind="prediction", level=level) if has else None
     dr = getattr(law, "data_range_", {}) or {}
     ex = getattr(law, "extrapolation_", None) or {}
-    factors = [float(10 ** u) for u in law.extrapolation_distance(N, D)] if dr else [None] * N.size
+    factors = _factors(law, N, D, 6.0 * N * D)
     rows = []
     for i in range(N.size):
         f = factors[i]

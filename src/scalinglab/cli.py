@@ -26,6 +26,11 @@ err = Console(stderr=True)
 
 StoreOpt = typer.Option(DEFAULT_STORE, "--store", help="SQLite run store file.")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON document on stdout (stable keys, see README).")
+NConventionOpt = typer.Option("n_total", help="Parameter convention: n_total, n_nonembedding, n_active.")
+FlopConventionOpt = typer.Option("6ND", help="FLOP convention: 6ND or 6ND+attn.")
+FamilyOpt = typer.Option(None, help="Only runs of this family (e.g. dense, moe).")
+BootstrapKindOpt = typer.Option("residual", "--bootstrap-kind",
+                                help="residual (keeps the ladder's design; calibrated) or pairs (resamples runs).")
 
 
 def _emit_json(obj) -> None:
@@ -46,6 +51,11 @@ def _emit_json(obj) -> None:
         return o
 
     sys.stdout.write(json.dumps(clean(json.loads(json.dumps(obj, default=default))), indent=2) + "\n")
+
+
+def _check_bootstrap_kind(kind: str) -> None:
+    if kind not in ("residual", "pairs"):
+        _fail(f"--bootstrap-kind must be residual or pairs, not {kind!r}")
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -165,6 +175,16 @@ def export_cmd(out: Path = typer.Argument(..., help="Output .csv, .tsv or .parqu
 
 
 # --------------------------------------------------------------------------------------------- fit
+def _runs_from(file: Optional[Path], store: Path, family: Optional[str]):
+    try:
+        if file is not None:
+            return importers.parse_runs(file).runs, str(file)
+        with RunStore(store, readonly=True) as st:
+            return st.runs(family=family), f"store:{store}"
+    except (importers.ImportFormatError, FileNotFoundError) as e:
+        _fail(str(e))
+
+
 @app.command("fit")
 def fit_cmd(
     file: Optional[Path] = typer.Argument(None, help="Fit runs from this file instead of the store."),
@@ -172,12 +192,11 @@ def fit_cmd(
     law: list[str] = typer.Option(list(analysis.DEFAULT_LAWS), "--law",
                                   help=f"Law(s) to fit: {', '.join(analysis.LAW_CHOICES)} (repeatable); 'auto' fits every "
                                        "(N, D) form and recommends one by rolling-origin backtests on the fitted runs."),
-    n_convention: str = typer.Option("n_total", help="Parameter convention: n_total, n_nonembedding, n_active."),
-    flop_convention: str = typer.Option("6ND", help="FLOP convention: 6ND or 6ND+attn."),
-    family: Optional[str] = typer.Option(None, help="Only runs of this family (e.g. dense, moe)."),
+    n_convention: str = NConventionOpt,
+    flop_convention: str = FlopConventionOpt,
+    family: Optional[str] = FamilyOpt,
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples over runs (0 disables intervals)."),
-    bootstrap_kind: str = typer.Option("residual", "--bootstrap-kind",
-                                       help="residual (keeps the ladder's design; calibrated) or pairs (resamples runs)."),
+    bootstrap_kind: str = BootstrapKindOpt,
     holdout: str = typer.Option("none", help="Runs to leave out and forecast: " + analysis.HOLDOUT_HELP + "."),
     huber_delta: float = typer.Option(1e-3, help="Huber delta on log-loss residuals."),
     seed: int = typer.Option(0),
@@ -194,27 +213,18 @@ def fit_cmd(
         analysis.parse_holdout(holdout)
     except ValueError as e:
         _fail(str(e))
-    if bootstrap_kind not in ("residual", "pairs"):
-        _fail(f"--bootstrap-kind must be residual or pairs, not {bootstrap_kind!r}")
+    _check_bootstrap_kind(bootstrap_kind)
     if bootstrap < 0:
         _fail(f"--bootstrap must be 0 (no intervals) or more, got {bootstrap}")
+    runs, source = _runs_from(file, store, family)
     curves = None
-    try:
-        if file is not None:
-            runs = importers.parse_runs(file).runs
-            source = str(file)
-        else:
-            with RunStore(store, readonly=True) as st:
-                runs = st.runs(family=family)
-                if "approach1" in law:
-                    curves = {}
-                    for r in runs:
-                        pts = st.curve(r.run_id)
-                        if pts:
-                            curves[r.run_id] = {"flops": [p["flops"] for p in pts], "loss": [p["loss"] for p in pts]}
-            source = f"store:{store}"
-    except (importers.ImportFormatError, FileNotFoundError) as e:
-        _fail(str(e))
+    if file is None and "approach1" in law:
+        with RunStore(store, readonly=True) as st:
+            curves = {}
+            for r in runs:
+                pts = st.curve(r.run_id)
+                if pts:
+                    curves[r.run_id] = {"flops": [p["flops"] for p in pts], "loss": [p["loss"] for p in pts]}
     selection = analysis.Selection(n_convention=n_convention, flop_convention=flop_convention, family=family,
                                    holdout=holdout)
     with warnings.catch_warnings(record=True) as caught:
@@ -305,28 +315,17 @@ def _print_fit_report(report: dict, source: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------- backtest
-def _runs_from(file: Optional[Path], store: Path, family: Optional[str]):
-    try:
-        if file is not None:
-            return importers.parse_runs(file).runs, str(file)
-        with RunStore(store, readonly=True) as st:
-            return st.runs(family=family), f"store:{store}"
-    except (importers.ImportFormatError, FileNotFoundError) as e:
-        _fail(str(e))
-
-
 @app.command("backtest")
 def backtest_cmd(
     file: Optional[Path] = typer.Argument(None, help="Backtest runs from this file instead of the store."),
     store: Path = StoreOpt,
     law: list[str] = typer.Option(["chinchilla"], "--law", help=f"Law(s): {', '.join(analysis.BACKTEST_LAWS)} (repeatable)."),
     axis: str = typer.Option("C", help="Rolling origin along compute (C), model size (N) or both."),
-    n_convention: str = typer.Option("n_total", help="Parameter convention: n_total, n_nonembedding, n_active."),
-    flop_convention: str = typer.Option("6ND", help="FLOP convention: 6ND or 6ND+attn."),
-    family: Optional[str] = typer.Option(None, help="Only runs of this family (e.g. dense, moe)."),
+    n_convention: str = NConventionOpt,
+    flop_convention: str = FlopConventionOpt,
+    family: Optional[str] = FamilyOpt,
     bootstrap: int = typer.Option(200, help="Bootstrap resamples per cut fit (>= 20: coverage needs intervals)."),
-    bootstrap_kind: str = typer.Option("residual", "--bootstrap-kind",
-                                       help="residual (keeps the ladder's design; calibrated) or pairs (resamples runs)."),
+    bootstrap_kind: str = BootstrapKindOpt,
     level: float = typer.Option(0.95, help="Prediction-interval level whose coverage is checked."),
     max_cuts: int = typer.Option(6, help="At most this many cuts per axis (the ones fitted on the most runs)."),
     seed: int = typer.Option(0),
@@ -347,8 +346,7 @@ def backtest_cmd(
         _fail(f"--bootstrap must be at least 20 (intervals are what a backtest checks), got {bootstrap}")
     if max_cuts < 1:
         _fail(f"--max-cuts must be at least 1, got {max_cuts}")
-    if bootstrap_kind not in ("residual", "pairs"):
-        _fail(f"--bootstrap-kind must be residual or pairs, not {bootstrap_kind!r}")
+    _check_bootstrap_kind(bootstrap_kind)
     runs, source = _runs_from(file, store, family)
     selection = analysis.Selection(n_convention=n_convention, flop_convention=flop_convention, family=family)
     with warnings.catch_warnings(record=True) as caught:
@@ -428,7 +426,10 @@ def predict_cmd(
     if preset is not None and preset not in ("chinchilla-2022", "epoch-2024", "kaplan-2020"):
         _fail(f"--preset must be chinchilla-2022, epoch-2024 or kaplan-2020 for predict, not {preset!r}")
     if law is not None:
-        lawobj, source = _stored_law(store, law, kinds=tuple(analysis.ND_FORMS))
+        if not store.exists():
+            _fail(f"store {store} does not exist; fit first (scalinglab fit) or give --store")
+        lawobj, source = _stored_law(store, law, tuple(analysis.ND_FORMS),
+                                     f"predict needs one of: {', '.join(analysis.ND_FORMS)}")
     else:
         lawobj, source = get_preset(preset), f"preset {preset} ({PRESET_SOURCES[preset]})"
     if compute is not None:
@@ -464,10 +465,8 @@ def predict_cmd(
                          f"{ex['calibrated_to_factor']:.3g}x)" if ex.get("kappa") is not None else ""))
 
 
-def _stored_law(store: Path, law_id: int, kinds: tuple[str, ...]):
-    """A fitted law from the store, refusing other kinds of fit with what is accepted."""
-    if not store.exists():
-        _fail(f"store {store} does not exist; fit first (scalinglab fit) or give --store")
+def _stored_law(store: Path, law_id: int, kinds: tuple[str, ...], needs: str):
+    """A fitted law from the store, refusing other kinds of fit with what is accepted (``needs``)."""
     try:
         with RunStore(store, readonly=True) as st:
             fit = st.fit(law_id)
@@ -475,7 +474,7 @@ def _stored_law(store: Path, law_id: int, kinds: tuple[str, ...]):
         _fail(str(e))
     payload = fit["payload"]
     if payload.get("law") not in kinds:
-        _fail(f"fit {law_id} is a {fit['law']} fit; this needs one of: {', '.join(kinds)}")
+        _fail(f"fit {law_id} is a {fit['law']} fit; {needs}")
     try:
         return law_from_dict(payload), f"fit {law_id} ({fit['law']}, {fit['selection'].get('n_runs')} runs)"
     except (KeyError, ValueError) as e:
@@ -492,15 +491,8 @@ def _load_law(store: Path, law_id: Optional[int], preset: Optional[str]):
             return get_preset(preset), f"preset {preset} ({PRESET_SOURCES[preset]})"
         except ValueError as e:
             _fail(str(e))
-    try:
-        with RunStore(store, readonly=True) as st:
-            fit = st.fit(law_id)
-    except (FileNotFoundError, KeyError) as e:
-        _fail(str(e))
-    payload = fit["payload"]
-    if payload.get("law") not in ("chinchilla", "data-constrained"):
-        _fail(f"fit {law_id} is a {fit['law']} fit; planning needs a chinchilla or data-constrained law")
-    return law_from_dict(payload), f"fit {law_id} ({fit['law']}, {fit['selection'].get('n_runs')} runs)"
+    return _stored_law(store, law_id, ("chinchilla", "data-constrained"),
+                       "planning needs a chinchilla or data-constrained law")
 
 
 @app.command("plan")
