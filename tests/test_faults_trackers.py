@@ -17,7 +17,8 @@ from scalinglab.store import Run, RunStore
 from scalinglab.train import checkpoint as ckpt_mod
 from scalinglab.train.checkpoint import load_latest, save_checkpoint
 from scalinglab.train.executors import InlineExecutor
-from scalinglab.train.ladder import LadderSpec, run_ladder
+from scalinglab.experiments.ladder import run_ladder
+from scalinglab.train.ladder import LadderSpec
 from test_train import KILL_SCRIPT, tiny_corpus  # noqa: F401  (fixture)
 
 HERE = Path(__file__).parent

@@ -110,3 +110,31 @@ def test_config_errors_are_specific():
         ModelConfig(d_model=30, n_heads=4)
     with pytest.raises(ValueError, match="top_k"):
         ModelConfig(n_experts=2, top_k=3)
+
+
+GRID = [dict(d_model=d, n_layers=L, n_heads=d // h, mlp=mlp, tied_embeddings=tied, n_experts=e, top_k=k, vocab_size=v)
+        for d, h in ((8, 8), (24, 8), (48, 16), (96, 16)) for L in (1, 3) for mlp in ("swiglu", "gelu")
+        for tied in (True, False) for e, k in ((0, 2), (4, 2), (3, 1)) for v in (256, 1000)]
+
+
+def test_closed_form_param_counts_equal_the_built_models():
+    """The closed form (no model built) against the real parameters of the built model, group by group."""
+    from scalinglab.train.config import param_counts
+    for kw in GRID:
+        cfg = ModelConfig(seq_len=8, **kw)
+        with torch.device("meta"):
+            m = GPT(cfg)
+        c = param_counts(cfg)
+        named = dict(m.named_parameters())
+        real = {"embedding": m.embed.weight.numel(), "head": 0 if m.head is None else m.head.weight.numel(),
+                "attention": sum(p.numel() for n, p in named.items() if ".attn." in n),
+                "norms": sum(p.numel() for n, p in named.items() if "norm" in n),
+                "router": sum(p.numel() for n, p in named.items() if "router" in n),
+                "experts_total": sum(p.numel() for n, p in named.items() if n.endswith(("w_up", "w_down"))),
+                "mlp": sum(p.numel() for n, p in named.items() if ".mlp.up." in n or ".mlp.down." in n)}
+        for k, v in real.items():
+            assert c[k] == v, (kw, k)
+        assert c["total"] == sum(p.numel() for p in m.parameters()) == m.param_counts()["total"]
+        active = c["total"] - real["experts_total"] + real["experts_total"] * kw["top_k"] // max(1, kw["n_experts"]) \
+            if kw["n_experts"] else c["total"]
+        assert c["active"] == active, kw

@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import math
 import os
 import signal
 import subprocess
@@ -10,13 +11,14 @@ import numpy as np
 import pytest
 import torch
 
+from scalinglab.experiments.ladder import fit_lr_optimum, run_ladder
 from scalinglab.store import RunStore
 from scalinglab.train import data as data_mod
 from scalinglab.train.checkpoint import load_latest, save_checkpoint
-from scalinglab.train.config import ModelConfig, RunConfig, resolve_horizon
+from scalinglab.train.config import ModelConfig, RunConfig, param_counts, resolve_horizon
 from scalinglab.train.data import batch_offsets, get_batch, is_val, load_tokens
 from scalinglab.train.executors import InlineExecutor
-from scalinglab.train.ladder import LadderSpec, design_ladder, run_ladder
+from scalinglab.train.ladder import LadderSpec, design_ladder, ladder_compute
 from scalinglab.train.run import eval_steps, lr_at, run_id_of, to_store_record, train_run
 
 
@@ -55,9 +57,11 @@ def test_schedules():
     lrs = [lr_at(cfg, s, 100) for s in range(100)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert lrs[-1] == pytest.approx(0.1, abs=1e-3) and all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
-    wsd = dataclasses.replace(cfg, schedule="wsd")
+    wsd = dataclasses.replace(cfg, schedule="wsd", cooldown_frac=0.2)
     w = [lr_at(wsd, s, 100) for s in range(100)]
-    assert w[50] == 1.0 and w[-1] < 0.2
+    assert w[50] == w[79] == 1.0 and w[80] < 1.0 and w[-1] == pytest.approx(0.1)
+    # 1-sqrt cooldown (Hägele et al. 2024): at a quarter of the cooldown, 1 - sqrt(1/4) = half the way down
+    assert w[84] == pytest.approx(0.1 + 0.9 * (1 - math.sqrt(5 / 20)))
     assert eval_steps(1000, 8)[-1] == 1000 and len(eval_steps(1000, 8)) >= 6
 
 
@@ -142,6 +146,62 @@ def test_checkpoint_corruption_falls_back_and_pickles_cannot_run_code(tmp_path):
     state, problems = load_latest(folder)
     assert state["step"] == 1 and any("refused to load" in p for p in problems)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_wsd_branches_share_their_trunk_and_match_a_straight_run(tmp_path, tiny_corpus):
+    """Two branches of one trunk: the longer one starts from the shorter one's branch point and ends exactly
+    where a run trained from scratch (no trunk) ends."""
+    data = load_tokens(tiny_corpus, "byte")
+    m = ModelConfig(d_model=16, n_layers=1, n_heads=2, seq_len=32)
+    kw = dict(model=m, corpus=tiny_corpus, horizon="steps", batch_size=4, schedule="wsd", warmup_steps=5,
+              eval_tokens=1024)
+    short, long = RunConfig(horizon_value=60, **kw), RunConfig(horizon_value=150, **kw)
+    assert short.trunk_key_dict() == long.trunk_key_dict() and run_id_of(short) != run_id_of(long)
+    a = train_run(short, checkpoint_dir=tmp_path / "ck", data=data)
+    b = train_run(long, checkpoint_dir=tmp_path / "ck", data=data)
+    assert a.branch_step == 48 and a.shared_prefix_steps == 0
+    assert b.branch_step == 120 and b.shared_prefix_steps == 48 and b.resumed_from_step == 48
+    straight = train_run(long, data=data)
+    assert straight.final_loss == b.final_loss
+    assert [p["loss"] for p in straight.curve if p["split"] == "val"] == [p["loss"] for p in b.curve if p["split"] == "val"]
+
+
+def test_ladder_design_shares_sizes_and_counts_shared_compute_once():
+    spec = LadderSpec(budgets=(5e10, 1.5e11, 4.5e11, 1.35e12), schedule="wsd")
+    t0 = time.perf_counter()
+    entries = design_ladder(spec)
+    assert time.perf_counter() - t0 < 1.0
+    assert len(entries) == 20
+    comp = ladder_compute(entries)
+    # by hand: each trunk's longest prefix once, plus every cooldown
+    trunks, cool = {}, 0.0
+    for e in entries:
+        n = param_counts(e.config.model)["active"]
+        steps = resolve_horizon(e.config, n)["steps"]
+        branch = steps - round(0.2 * steps)
+        trunks[e.config.model] = max(trunks.get(e.config.model, 0), branch * 6 * n * e.config.tokens_per_step)
+        cool += (steps - branch) * 6 * n * e.config.tokens_per_step
+    assert comp["trained_flops"] == pytest.approx(sum(trunks.values()) + cool)
+    assert comp["trunks"] == len(trunks) < 20 and comp["saved_fraction"] > 0.15
+    assert all(e.config.warmup_steps >= 1 for e in entries)
+
+
+def test_lr_rule_fit_recovers_a_known_optimum_line():
+    rng = np.random.default_rng(0)
+    n, lr, loss = [], [], []
+    for size, c in ((2e4, 2.0), (6e4, 1.8)):
+        opt = math.log(4e-3) - 0.3 * math.log(size / 2e4)
+        for f in (0.25, 0.5, 1.0, 2.0, 4.0):
+            x = opt + math.log(f) + 0.1
+            n.append(size)
+            lr.append(math.exp(x))
+            loss.append((c + 0.02 * (x - opt) ** 2) * (1 + 1e-4 * rng.standard_normal()))
+    fit = fit_lr_optimum(np.array(n), np.array(lr), np.array(loss))
+    assert fit["rule"]["lr_ref"] == pytest.approx(4e-3, rel=0.02)
+    assert fit["rule"]["lr_exponent"] == pytest.approx(0.3, abs=0.02)
+    s = fit["per_size"][0]
+    half = math.sqrt(0.01 * 2.0 / 0.02)
+    assert s["flat_region"][0] == pytest.approx(4e-3 * math.exp(-half), rel=0.03)
 
 
 def test_ladder_design_is_an_isoflop_grid():
@@ -250,3 +310,31 @@ def test_speed_options_bf16_and_compile_train_the_same_model(tiny_corpus):
     assert bf16.status == compiled.status == "finished"
     assert bf16.final_loss == pytest.approx(fp32.final_loss, rel=0.03)         # autocast: close, not identical
     assert compiled.final_loss == pytest.approx(fp32.final_loss, rel=1e-4)     # same math, fused
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_bf16_wsd_ladder_end_to_end(tmp_path, tiny_corpus):
+    spec = LadderSpec(budgets=(2e9, 6e9, 1.8e10), sizes_per_budget=3, corpus=tiny_corpus, seq_len=32, batch_size=4,
+                      eval_tokens=1024, n_bootstrap=50, schedule="wsd", device="cuda", dtype="bf16",
+                      verify_multiplier=3.0)
+    with RunStore(tmp_path / "s.db") as st:
+        rep = run_ladder(spec, st, checkpoint_dir=tmp_path / "ck", out=tmp_path / "out", show_progress=False,
+                         figures=False, log=lambda m: None)
+        assert rep["training"]["failed"] == 0 and rep["training"]["trained"] == rep["n_runs"]
+        assert all(r.config["device"] == "cuda" for r in st.runs(source="ladder"))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--device", "cuda"] if not torch.cuda.is_available() else ["--device", "cuda:99"], "cuda"),
+    (["--verify-multiplier", "0"], "verify multiplier"),
+    (["--schedule", "linear"], "schedule"),
+    (["--lr", "-1"], "lr must be"),
+])
+def test_ladder_refuses_bad_options_before_writing(tmp_path, args, message):
+    from typer.testing import CliRunner
+
+    from scalinglab.cli import app
+    db = tmp_path / "s.db"
+    r = CliRunner().invoke(app, ["ladder", "--store", str(db), *args])
+    assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output
+    assert not db.exists()

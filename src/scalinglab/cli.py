@@ -63,6 +63,25 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _check_device(device: str) -> None:
+    """Refuse a device this torch cannot use before anything is trained or written."""
+    if device == "cpu":
+        return
+    import torch
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            _fail(f"--device {device}: this torch ({torch.__version__}) has no usable CUDA device; install a CUDA build "
+                  "of torch (https://pytorch.org/get-started/locally/) or use --device cpu")
+        idx = int(device.split(":", 1)[1]) if ":" in device and device.split(":", 1)[1].isdigit() else 0
+        if idx >= torch.cuda.device_count():
+            _fail(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    elif device == "mps":
+        if not torch.backends.mps.is_available():
+            _fail("--device mps: MPS is not available in this torch build or on this machine")
+    else:
+        _fail(f"--device must be cpu, cuda, cuda:N or mps, not {device!r}")
+
+
 def _q(x) -> str:
     return "-" if x is None else format_quantity(float(x))
 
@@ -643,7 +662,7 @@ def presets_cmd(as_json: bool = JsonOpt):
 # --------------------------------------------------------------------------------------------- ladder
 @app.command("ladder")
 def ladder_cmd(
-    preset: str = typer.Option("quick", help="smoke (<1 min, checks an install), quick (~15 min on 2 cores), standard, large."),
+    preset: str = typer.Option("quick", help="smoke (<1 min, checks an install), quick (~12 min on 2 cores), standard, large."),
     moe: bool = typer.Option(False, "--moe", help="Train an iso-active Mixture-of-Experts ladder beside the dense one."),
     moe_only: bool = typer.Option(False, "--moe-only", help="Train only the MoE ladder."),
     budgets: Optional[str] = typer.Option(None, help="Comma-separated compute budgets in FLOPs (C = 6 N_active D)."),
@@ -659,7 +678,16 @@ def ladder_cmd(
     gpus_per_run: float = typer.Option(0, help="GPUs each run asks Ray for."),
     threads: Optional[int] = typer.Option(None, help="Torch threads per worker."),
     bootstrap: Optional[int] = typer.Option(None, help="Bootstrap resamples for the fits."),
-    verify: bool = typer.Option(True, help="Forecast, then train, a run at 4x the largest budget."),
+    verify: bool = typer.Option(True, help="Forecast, then train, a run at --verify-multiplier x the largest budget."),
+    verify_multiplier: Optional[float] = typer.Option(None, help="Verification compute over the largest budget "
+                                                      "(preset default: 10 for quick, 30 for standard and large)."),
+    schedule: Optional[str] = typer.Option(None, help="wsd (one constant-LR run per size with cooldown branches; "
+                                                      "the presets' default) or cosine (every run from scratch)."),
+    lr_sweep: Optional[bool] = typer.Option(None, "--lr-sweep/--no-lr-sweep",
+                                            help="Fit the LR rule lr(N) by a short sweep at the two smallest budgets first."),
+    lr: Optional[float] = typer.Option(None, help="Peak LR at --lr-ref-params (with --no-lr-sweep: the rule's anchor)."),
+    lr_exponent: Optional[float] = typer.Option(None, help="lr(N) = lr * (N / lr_ref_params)^-lr_exponent (no sweep)."),
+    seed: int = typer.Option(0, help="Seed of every run (initialisation and data order)."),
     store: Path = StoreOpt,
     out: Path = typer.Option(Path("scalinglab-out/ladder"), help="Directory for figures."),
     checkpoints: str = typer.Option("scalinglab-out/checkpoints",
@@ -672,11 +700,13 @@ def ladder_cmd(
     """
     import dataclasses as dc
 
+    from .experiments.ladder import run_ladder
     from .train.executors import make_executor
-    from .train.ladder import PRESETS, run_ladder
+    from .train.ladder import PRESETS
     if preset not in PRESETS:
         _fail(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
-    changes: dict = {"corpus": corpus, "tokenizer": tokenizer, "device": device, "dtype": dtype, "compile": compile}
+    changes: dict = {"corpus": corpus, "tokenizer": tokenizer, "device": device, "dtype": dtype, "compile": compile,
+                     "seed": seed}
     if moe or moe_only:
         changes["families"] = ("moe",) if moe_only else ("dense", "moe")
     try:
@@ -686,6 +716,11 @@ def ladder_cmd(
             changes["sizes_per_budget"] = sizes_per_budget
         if bootstrap is not None:
             changes["n_bootstrap"] = bootstrap
+        for key, value in (("verify_multiplier", verify_multiplier), ("schedule", schedule), ("lr_sweep", lr_sweep),
+                           ("lr", lr), ("lr_exponent", lr_exponent)):
+            if value is not None:
+                changes[key] = value
+        _check_device(device)
         spec = dc.replace(PRESETS[preset], **changes)
         ex = make_executor(executor, workers=workers, threads=threads, address=address, gpus_per_run=gpus_per_run)
     except ValueError as e:
@@ -702,10 +737,61 @@ def ladder_cmd(
     _print_ladder(report)
 
 
+@app.command("lr-check")
+def lr_check_cmd(
+    preset: str = typer.Option("quick", help="The ladder preset whose LR rule and sizes to check."),
+    at: str = typer.Option("smallest,largest", help="Comma-separated ladder sizes to sweep at: smallest, largest."),
+    seed: int = typer.Option(0, help="Seed of the runs (the ladder's)."),
+    store: Path = StoreOpt,
+    checkpoints: str = typer.Option("scalinglab-out/checkpoints", help="Checkpoint directory."),
+    as_json: bool = JsonOpt,
+):
+    """Sweep the learning rate around the preset's rule at its smallest and largest ladder sizes and say whether
+    the rule's LR lies in the flat region of the optimum (fitted loss within 1% of the best).
+
+    The LR rule itself is first fitted as the ladder does (a short sweep at the two smallest budgets); runs
+    already in the store are reused.
+    """
+    import dataclasses as dc
+
+    from .experiments.ladder import lr_check
+    from .train.ladder import PRESETS
+    if preset not in PRESETS:
+        _fail(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    where = tuple(x.strip() for x in at.split(",") if x.strip())
+    bad = [x for x in where if x not in ("smallest", "largest")]
+    if bad or not where:
+        _fail(f"--at takes smallest and/or largest, not {at!r}")
+    spec = dc.replace(PRESETS[preset], seed=seed)
+    log = (lambda m: err.print(m, highlight=False, markup=False)) if as_json else (lambda m: console.print(m, highlight=False, markup=False))
+    with RunStore(store) as st:
+        out = lr_check(spec, st, checkpoint_dir=checkpoints, at=where, show_progress=not as_json, log=log)
+    if as_json:
+        return _emit_json(out)
+    table = Table(title=f"learning rate around the rule lr(N) = {out['rule']['lr']}")
+    for col in ("ladder size", "N", "budget", "optimum lr", "flat region (loss within 1%)", "rule lr", "inside", "loss cost"):
+        table.add_column(col, justify="right")
+    for label, s in out["sizes"].items():
+        if "error" in s:
+            table.add_row(label, "-", "-", "-", s["error"], "-", "-", "-")
+            continue
+        table.add_row(label, _q(s["N"]), f"{s['budget']:.3g}", f"{s['lr_opt']:.3g}",
+                      f"[{s['flat_region'][0]:.3g}, {s['flat_region'][1]:.3g}]", f"{s['rule_lr']:.3g}",
+                      "yes" if s["rule_inside_flat_region"] else "NO", f"+{s['rule_loss_excess']:.2%}")
+    console.print(table)
+
+
 def _print_ladder(report: dict) -> None:
     tr = report["training"]
     console.print(f"[bold]ladder[/]: {report['n_runs']} runs; trained {tr['trained']}, skipped {tr['skipped']}, "
                   f"diverged {tr['diverged']}, failed {tr['failed']} ({report['seconds']:.0f}s)")
+    rule = report.get("hp_rule", {})
+    if rule:
+        console.print(f"learning rate lr(N) = {rule['lr']}; warmup {rule['warmup']}; {rule['schedule']} schedule", markup=False)
+    comp = report.get("compute")
+    if comp and comp["saved_fraction"] > 0:
+        console.print(f"grid compute {comp['trained_flops']:.3g} FLOPs trained for {comp['nominal_flops']:.3g} nominal "
+                      f"({comp['saved_fraction']:.0%} saved by {comp['trunks']} shared WSD trunks)")
     for family, res in report["families"].items():
         if "error" in res:
             console.print(f"[red]{family}: {res['error']}[/]")
@@ -716,7 +802,12 @@ def _print_ladder(report: dict) -> None:
             console.print(f"[bold]{family} verification[/] at C={v['compute_flops']:.3g} "
                           f"({v['extrapolation']['compute_over_max_fitted']:.1f}x the largest fitted budget), N={_q(v['N'])}, "
                           f"D={_q(v['D'])}: forecast {v['predicted_loss']:.4f} [{v['interval'][0]:.4f}, {v['interval'][1]:.4f}], "
-                          f"actual {v['actual_loss']:.4f} ({v['relative_error']:+.2%}; inside: {v['inside_interval']})")
+                          f"actual {v['actual_loss']:.4f} ({v['relative_error']:+.2%}; inside: {v['inside_interval']}; "
+                          f"law: {v['law']})", markup=False)
+            c = v.get("curve_law")
+            if c and "relative_error" in c:
+                console.print(f"  curve law (independent): forecast {c['predicted_loss']:.4f} [{c['interval'][0]:.4f}, "
+                              f"{c['interval'][1]:.4f}] ({c['relative_error']:+.2%}; inside: {c['inside_interval']})")
         elif v:
             console.print(f"[yellow]{family} verification[/]: {v.get('error') or v.get('status')}")
     if "moe_vs_dense" in report:

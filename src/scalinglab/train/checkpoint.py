@@ -36,7 +36,11 @@ def _remote(folder):
     return fsspec.core.url_to_fs(str(folder))
 
 
-def _save_remote(folder, step: int, state: dict) -> str:
+def _step_of(name: str) -> int:
+    return int(name.rsplit("/", 1)[-1].split("_", 1)[1].split(".", 1)[0])
+
+
+def _save_remote(folder, step: int, state: dict, keep: int = KEEP) -> str:
     fs, root = _remote(folder)
     buf = io.BytesIO()
     torch.save(state, buf)
@@ -46,20 +50,22 @@ def _save_remote(folder, step: int, state: dict) -> str:
     fs.pipe(final + ".tmp", data)
     fs.mv(final + ".tmp", final)
     fs.pipe(final + ".sha256", hashlib.sha256(data).hexdigest().encode())
-    for old in sorted(fs.glob(f"{root}/step_*.pt"))[:-KEEP]:
+    for old in sorted(fs.glob(f"{root}/step_*.pt"))[:-keep]:
         fs.rm(old)
         if fs.exists(old + ".sha256"):
             fs.rm(old + ".sha256")
     return final
 
 
-def _load_remote(folder) -> tuple[dict | None, list[str]]:
+def _load_remote(folder, max_step: int | None = None) -> tuple[dict | None, list[str]]:
     fs, root = _remote(folder)
     problems: list[str] = []
     if not fs.exists(root):
         return None, problems
     for path in sorted(fs.glob(f"{root}/step_*.pt"), reverse=True):
         name = path.rsplit("/", 1)[-1]
+        if max_step is not None and _step_of(name) > max_step:
+            continue
         if not fs.exists(path + ".sha256"):
             problems.append(f"{name}: no checksum file")
             continue
@@ -91,10 +97,10 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def save_checkpoint(folder: str | Path, step: int, state: dict) -> Path | str:
-    """Write ``state`` (tensors and plain Python values only) atomically; keep the newest two."""
+def save_checkpoint(folder: str | Path, step: int, state: dict, keep: int = KEEP) -> Path | str:
+    """Write ``state`` (tensors and plain Python values only) atomically; keep the newest ``keep``."""
     if is_url(folder):
-        return _save_remote(folder, step, state)
+        return _save_remote(folder, step, state, keep)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step_{step:08d}.pt"
@@ -115,25 +121,28 @@ def save_checkpoint(folder: str | Path, step: int, state: dict) -> Path | str:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-    for old in sorted(folder.glob("step_*.pt"))[:-KEEP]:
+    for old in sorted(folder.glob("step_*.pt"))[:-keep]:
         old.unlink(missing_ok=True)
         old.with_suffix(".pt.sha256").unlink(missing_ok=True)
     return path
 
 
-def load_latest(folder: str | Path) -> tuple[dict | None, list[str]]:
-    """The newest checkpoint whose checksum verifies and which loads as weights only.
+def load_latest(folder: str | Path, max_step: int | None = None) -> tuple[dict | None, list[str]]:
+    """The newest checkpoint (at most ``max_step`` when given) whose checksum verifies and which loads
+    as weights only.
 
     Returns:
         (state or None, list of problems found with newer checkpoints that were skipped).
     """
     if is_url(folder):
-        return _load_remote(folder)
+        return _load_remote(folder, max_step)
     folder = Path(folder)
     problems: list[str] = []
     if not folder.exists():
         return None, problems
     for path in sorted(folder.glob("step_*.pt"), reverse=True):
+        if max_step is not None and _step_of(path.name) > max_step:
+            continue
         sidecar = path.with_suffix(".pt.sha256")
         if not sidecar.exists():
             problems.append(f"{path.name}: no checksum file")

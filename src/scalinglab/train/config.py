@@ -60,6 +60,33 @@ def derived_sizes(cfg: ModelConfig) -> dict:
     return {"head_dim": cfg.d_model // cfg.n_heads, "d_ff": d_ff, "expert_d_ff": expert_d_ff if cfg.is_moe else 0}
 
 
+def param_counts(cfg: ModelConfig) -> dict[str, int]:
+    """Parameters by group, in closed form from the config (no model is built).
+
+    ``nonembedding`` excludes the token embedding and an untied output head (Kaplan et al. 2020);
+    ``active`` counts the top-k experts only. :meth:`GPT.param_counts` asserts that ``total`` equals
+    the real parameter count of the built model.
+    """
+    sizes = derived_sizes(cfg)
+    D, L = cfg.d_model, cfg.n_layers
+    c = {"embedding": cfg.vocab_size * D, "head": 0 if cfg.tied_embeddings else cfg.vocab_size * D,
+         "attention": L * 4 * D * D, "norms": (2 * L + 1) * D, "mlp": 0, "router": 0,
+         "experts_total": 0, "experts_active": 0}
+    mult = 3 if cfg.mlp == "swiglu" else 2
+    if cfg.is_moe:
+        per_expert = mult * D * sizes["expert_d_ff"]
+        c["router"] = L * D * cfg.n_experts
+        c["experts_total"] = L * cfg.n_experts * per_expert
+        c["experts_active"] = L * cfg.top_k * per_expert
+    else:
+        c["mlp"] = L * mult * D * sizes["d_ff"]
+    c["total"] = c["embedding"] + c["head"] + c["attention"] + c["norms"] + c["mlp"] + c["router"] + c["experts_total"]
+    c["nonembedding"] = c["total"] - c["embedding"] - c["head"]
+    c["active"] = c["total"] - c["experts_total"] + c["experts_active"]
+    c["active_nonembedding"] = c["active"] - c["embedding"] - c["head"]
+    return c
+
+
 HORIZON_KINDS = ("steps", "tokens", "flops", "tokens_per_param")
 
 
@@ -80,7 +107,9 @@ class RunConfig:
     lr: float = 3e-3
     min_lr_frac: float = 0.1
     warmup_frac: float = 0.05
-    schedule: str = "cosine"         # "cosine" | "wsd"
+    warmup_steps: int | None = None  # absolute warmup (overrides warmup_frac; WSD branches share it)
+    schedule: str = "cosine"         # "cosine" | "wsd" (warmup, constant, 1-sqrt cooldown)
+    cooldown_frac: float = 0.2       # WSD: the last this fraction of steps decays to min_lr
     optimizer: str = "adamw"         # "adamw" | "muon"
     weight_decay: float = 0.1
     grad_clip: float = 1.0
@@ -102,6 +131,10 @@ class RunConfig:
             raise ValueError(f"horizon value must be positive, got {self.horizon_value}")
         if self.schedule not in ("cosine", "wsd"):
             raise ValueError(f"schedule must be 'cosine' or 'wsd', not {self.schedule!r}")
+        if not 0.0 < self.cooldown_frac <= 1.0:
+            raise ValueError(f"cooldown_frac must be in (0, 1], got {self.cooldown_frac}")
+        if self.warmup_steps is not None and self.warmup_steps < 1:
+            raise ValueError(f"warmup_steps must be at least 1, got {self.warmup_steps}")
         if self.optimizer not in ("adamw", "muon"):
             raise ValueError(f"optimizer must be 'adamw' or 'muon', not {self.optimizer!r}")
         if self.dtype not in ("fp32", "bf16"):
@@ -115,14 +148,44 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def key_dict(self) -> dict:
-        """The fields that change results (device/compile/dtype of execution included; nothing cosmetic)."""
-        return self.to_dict()
+        """The fields that change results (device/compile/dtype of execution included; nothing cosmetic).
+
+        Fields added after the first release are left out while at their defaults, so runs keyed before
+        keep their keys."""
+        d = self.to_dict()
+        for name, default in _LATER_FIELDS.items():
+            if d.get(name) == default:
+                d.pop(name, None)
+        return d
+
+    def trunk_key_dict(self) -> dict:
+        """What fixes a WSD run's constant-LR prefix: everything but the horizon and the cooldown. Branches
+        of one trunk (same model, data, seed, warmup, peak LR) share the prefix up to their branch point."""
+        d = self.key_dict()
+        for name in ("horizon", "horizon_value", "cooldown_frac", "n_evals", "min_lr_frac"):
+            d.pop(name, None)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
         d = dict(d)
         d["model"] = ModelConfig(**d["model"])
         return cls(**d)
+
+
+_LATER_FIELDS = {"warmup_steps": None, "cooldown_frac": 0.2}
+
+
+def warmup_steps_of(cfg: RunConfig, total: int) -> int:
+    """Warmup length in steps: ``warmup_steps`` if given, else ``warmup_frac`` of the run."""
+    if cfg.warmup_steps is not None:
+        return min(cfg.warmup_steps, total)
+    return max(1, round(cfg.warmup_frac * total))
+
+
+def branch_step_of(cfg: RunConfig, total: int) -> int:
+    """WSD: the step where the cooldown starts (the end of the shared constant-LR prefix)."""
+    return max(warmup_steps_of(cfg, total), total - max(1, round(cfg.cooldown_frac * total)))
 
 
 def resolve_horizon(cfg: RunConfig, n_active: float) -> dict:

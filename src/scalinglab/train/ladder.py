@@ -1,9 +1,18 @@
-"""Ladders: an IsoFLOP grid of small transformers (dense, MoE or both), trained through an executor,
-recorded in the store, fitted (Approaches 2 and 3 with bootstrap intervals) and checked by
-forecasting a larger verification run before training it.
+"""Ladder design: an IsoFLOP grid of small transformers (dense, MoE or both) with hyperparameters that
+follow a rule across sizes, and the driver loop that trains a list of runs through an executor and
+records each in the store. Fitting and verification live in :mod:`scalinglab.experiments.ladder`.
 
 Conventions: budgets are ``C = 6 * N_active * D`` FLOPs (N_active = all parameters for a dense model,
 tied embeddings included: the tied head is a real matmul); ``D = C / (6 N_active)``.
+
+Hyperparameters by size (Porian et al. 2024, https://arxiv.org/abs/2406.19146): the peak learning rate
+follows ``lr(N) = lr * (N / lr_ref_params) ** -lr_exponent`` (fitted by a short sweep at the two
+smallest budgets when ``lr_sweep`` is on) and warmup lasts ``warmup_tokens_per_param * N`` tokens.
+
+WSD ladders (Hägele et al. 2024, https://arxiv.org/abs/2405.18392): with ``schedule="wsd"`` the sizes
+sit on one geometric lattice shared by all budgets, so each size trains once at constant LR and
+branches into a short cooldown at every budget that uses it; every branch is its own run (its key
+includes its horizon, hence its branch point) and the shared prefix is trained once.
 """
 from __future__ import annotations
 
@@ -16,12 +25,9 @@ from typing import Callable
 
 import numpy as np
 
-from ..analysis import Selection, fit_runs, report_json, run_arrays, save_fits
-from ..laws import FitError
 from ..store import Run, RunStore
-from .config import ModelConfig, RunConfig
+from .config import ModelConfig, RunConfig, branch_step_of, param_counts, resolve_horizon
 from .executors import Executor, InlineExecutor, Task
-from .model import GPT
 from .run import run_id_of, to_store_record
 
 
@@ -34,12 +40,19 @@ class LadderSpec:
     families: tuple[str, ...] = ("dense",)
     tokens_per_param_guess: float = 20.0   # centre of the size grid: N ~ sqrt(C / (6 * guess))
     size_span: float = 3.5                 # the grid spans guess / span .. guess * span in N
-    verify_multiplier: float = 4.0         # verification run at this x the largest budget
+    verify_multiplier: float = 10.0        # verification run at this x the largest budget
     n_experts: int = 4
     top_k: int = 2
     seq_len: int = 128
     batch_size: int = 16
-    lr: float = 3e-3
+    lr: float = 3e-3                       # peak LR at lr_ref_params (the rule's anchor)
+    lr_ref_params: float = 1e5
+    lr_exponent: float = 0.0               # lr(N) = lr * (N / lr_ref_params) ** -lr_exponent
+    lr_sweep: bool = False                 # fit lr and lr_exponent by a short sweep first
+    lr_sweep_factors: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
+    warmup_tokens_per_param: float = 1.0   # warmup of N tokens (Porian et al. 2024)
+    schedule: str = "cosine"               # cosine | wsd (constant LR with cooldown branches)
+    cooldown_frac: float = 0.2
     corpus: str = "stdlib"
     tokenizer: str = "byte"
     device: str = "cpu"
@@ -58,42 +71,61 @@ class LadderSpec:
         bad = set(self.families) - {"dense", "moe"}
         if bad:
             raise ValueError(f"unknown families {sorted(bad)}; choose dense and/or moe")
+        if self.schedule not in ("cosine", "wsd"):
+            raise ValueError(f"schedule must be 'cosine' or 'wsd', not {self.schedule!r}")
+        if not self.verify_multiplier > 0 or not math.isfinite(self.verify_multiplier):
+            raise ValueError(f"verify multiplier must be a positive number, got {self.verify_multiplier}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr}")
+
+    def lr_for(self, n_active: float) -> float:
+        """The peak learning rate of a model with ``n_active`` parameters under the spec's rule."""
+        return float(self.lr * (n_active / self.lr_ref_params) ** -self.lr_exponent)
+
+    def warmup_steps_for(self, n_active: float) -> int:
+        return max(8, math.ceil(self.warmup_tokens_per_param * n_active / (self.batch_size * self.seq_len)))
+
+    def hp_rule(self) -> dict:
+        """The hyperparameter rule, as recorded with every run."""
+        return {"lr": f"{self.lr:.4g} * (N / {self.lr_ref_params:.3g}) ** -{self.lr_exponent:.3g}",
+                "lr_ref": self.lr, "lr_ref_params": self.lr_ref_params, "lr_exponent": self.lr_exponent,
+                "warmup": f"{self.warmup_tokens_per_param:g} * N tokens", "batch_tokens": self.batch_size * self.seq_len,
+                "schedule": self.schedule, "cooldown_frac": self.cooldown_frac if self.schedule == "wsd" else None}
 
 
 PRESETS = {
     # a tiny ladder to check an install (and for CI): well under a minute on 2 cores
     "smoke": LadderSpec(budgets=(1.5e10, 4.5e10), sizes_per_budget=3, eval_tokens=8192, n_evals=4, n_bootstrap=200,
-                        batch_size=8, seq_len=64),
-    # the default: ~10-15 minutes on 2 CPU cores
-    "quick": LadderSpec(),
-    "standard": LadderSpec(budgets=(3e11, 1e12, 3e12, 1e13), sizes_per_budget=6),
-    "large": LadderSpec(budgets=(1e13, 3e13, 1e14, 3e14, 1e15), sizes_per_budget=7, batch_size=64, seq_len=256),
+                        batch_size=8, seq_len=64, verify_multiplier=4.0),
+    # the default: 4 budgets, WSD branches, LR rule from a short sweep, verified at 10x: ~12 minutes on 2 cores
+    "quick": LadderSpec(budgets=(1.5e11, 3e11, 6e11, 1.2e12), tokens_per_param_guess=60.0, schedule="wsd",
+                        lr_sweep=True, n_bootstrap=400),
+    "standard": LadderSpec(budgets=(1e11, 3e11, 1e12, 3e12, 1e13), sizes_per_budget=6, schedule="wsd", lr_sweep=True,
+                           verify_multiplier=30.0),
+    "large": LadderSpec(budgets=(1e13, 3e13, 1e14, 3e14, 1e15), sizes_per_budget=7, batch_size=64, seq_len=256,
+                        schedule="wsd", lr_sweep=True, verify_multiplier=30.0),
 }
 
 
 def shape_family(spec: LadderSpec, vocab_size: int, family: str) -> list[ModelConfig]:
-    """Candidate shapes, smallest first: d_model a multiple of 16, head_dim 16, depth ~ d_model / 32."""
+    """Candidate shapes, smallest first: d_model a multiple of 16 (of 8 below 64, with head_dim 8), head_dim
+    16, depth within a factor of ~1.5 of d_model / 32 (so the sizes between two widths are covered too)."""
     shapes = []
-    for d in range(16, 2049, 16):
-        layers = max(1, min(48, int(math.floor(d / 32 + 0.5))))
-        kw = dict(vocab_size=vocab_size, d_model=d, n_layers=layers, n_heads=d // 16, seq_len=spec.seq_len)
-        if family == "moe":
-            kw.update(n_experts=spec.n_experts, top_k=spec.top_k, iso_active=True)
-        shapes.append(ModelConfig(**kw))
+    for d in [8, 16, 24, 32, 40, 48, 56] + list(range(64, 2049, 16)):
+        base = d / 32
+        head = 8 if d < 64 else 16
+        for layers in sorted({max(1, min(48, round(base * f))) for f in (0.67, 1.0, 1.5)}):
+            kw = dict(vocab_size=vocab_size, d_model=d, n_layers=layers, n_heads=d // head, seq_len=spec.seq_len)
+            if family == "moe":
+                kw.update(n_experts=spec.n_experts, top_k=spec.top_k, iso_active=True)
+            shapes.append(ModelConfig(**kw))
     return shapes
 
 
-def active_params(cfg: ModelConfig) -> int:
-    """Active parameters of a shape, counted on the meta device (no memory, no initialisation)."""
-    import torch
-    with torch.device("meta"):
-        return GPT(cfg).param_counts()["active"]
-
-
 def candidate_shapes(spec: LadderSpec, vocab_size: int, family: str) -> tuple[list[ModelConfig], list[int]]:
-    """The shapes a ladder may use (d_model <= 1024) and their active parameter counts."""
+    """The shapes a ladder may use (d_model <= 1024) and their active parameter counts (closed form)."""
     shapes = [s for s in shape_family(spec, vocab_size, family) if s.d_model <= 1024]
-    return shapes, [active_params(s) for s in shapes]
+    return shapes, [param_counts(s)["active"] for s in shapes]
 
 
 @dataclasses.dataclass
@@ -102,41 +134,104 @@ class LadderEntry:
     family: str
     budget: float
     config: RunConfig
-    role: str = "grid"     # grid | verify
+    role: str = "grid"     # grid | verify | lr-sweep
+    hp_rule: dict | None = None
 
     @property
     def run_id(self) -> str:
         return run_id_of(self.config)
 
 
-def _run_config(spec: LadderSpec, model: ModelConfig, flops: float) -> RunConfig:
+def run_config(spec: LadderSpec, model: ModelConfig, flops: float, lr: float | None = None) -> RunConfig:
+    """The run template of a ladder for one shape and budget; LR and warmup follow the spec's rule."""
+    n = param_counts(model)["active"]
     return RunConfig(model=model, corpus=spec.corpus, tokenizer=spec.tokenizer, horizon="flops", horizon_value=flops,
-                     batch_size=spec.batch_size, lr=spec.lr, seed=spec.seed, n_evals=spec.n_evals,
-                     eval_tokens=spec.eval_tokens, device=spec.device, dtype=spec.dtype, compile=spec.compile)
+                     batch_size=spec.batch_size, lr=spec.lr_for(n) if lr is None else lr,
+                     warmup_steps=spec.warmup_steps_for(n), schedule=spec.schedule, cooldown_frac=spec.cooldown_frac,
+                     seed=spec.seed, n_evals=spec.n_evals, eval_tokens=spec.eval_tokens, device=spec.device,
+                     dtype=spec.dtype, compile=spec.compile)
 
 
-def nearest_shape(counts: list[int], target: float, exclude=()) -> int:
-    """Index of the count nearest ``target`` in log space, skipping indices in ``exclude``."""
-    order = np.argsort([abs(math.log(c / target)) for c in counts])
+def nearest_shape(counts: list[int], target: float, exclude=(), shapes: list[ModelConfig] | None = None) -> int:
+    """Index of the count nearest ``target`` in log space, skipping indices in ``exclude``; among counts
+    within 5% of each other, the shape whose depth is nearest d_model / 32 wins."""
+    dist = np.array([abs(math.log(c / target)) for c in counts])
+    if shapes is not None:
+        aspect = np.array([abs(math.log(max(1.0, s.d_model / 32) / s.n_layers)) for s in shapes])
+        dist = np.round(dist / 0.05) + 0.01 * aspect
+    order = np.argsort(dist, kind="stable")
     return next(int(j) for j in order if int(j) not in exclude)
+
+
+def size_lattice(spec: LadderSpec) -> tuple[float, float]:
+    """The geometric lattice of target sizes shared by every budget: (anchor N, ratio between sizes)."""
+    ratio = (spec.size_span ** 2) ** (1.0 / (spec.sizes_per_budget - 1))
+    anchor = math.sqrt(min(spec.budgets) / (6.0 * spec.tokens_per_param_guess))
+    return anchor, ratio
+
+
+def budget_targets(spec: LadderSpec, budget: float) -> np.ndarray:
+    """``sizes_per_budget`` target sizes around the guessed optimum of ``budget``, on the shared lattice
+    (so budgets share sizes and a WSD trunk serves several budgets)."""
+    anchor, ratio = size_lattice(spec)
+    guess = math.sqrt(budget / (6.0 * spec.tokens_per_param_guess))
+    centre = round(math.log(guess / anchor) / math.log(ratio))
+    half = (spec.sizes_per_budget - 1) / 2.0
+    return anchor * ratio ** (centre + np.arange(spec.sizes_per_budget) - half)
 
 
 def design_ladder(spec: LadderSpec, vocab_size: int = 256) -> list[LadderEntry]:
     """The IsoFLOP grid: for each family and budget, ``sizes_per_budget`` distinct shapes log-spaced
-    around the guessed optimum; tokens follow from the budget."""
+    around the guessed optimum; tokens follow from the budget. Entries come ordered by shape, then
+    budget, so the branches of a WSD trunk run in the order of their branch points."""
     entries = []
     for family in spec.families:
         shapes, counts = candidate_shapes(spec, vocab_size, family)
         for budget in spec.budgets:
-            guess = math.sqrt(budget / (6.0 * spec.tokens_per_param_guess))
-            targets = np.geomspace(guess / spec.size_span, guess * spec.size_span, spec.sizes_per_budget)
             picked: list[int] = []
-            for t in targets:
-                picked.append(nearest_shape(counts, t, exclude=picked))
+            for t in budget_targets(spec, budget):
+                picked.append(nearest_shape(counts, t, exclude=picked, shapes=shapes))
             for i in sorted(set(picked)):
                 name = f"{family}-C{budget:.2g}-d{shapes[i].d_model}L{shapes[i].n_layers}"
-                entries.append(LadderEntry(name, family, budget, _run_config(spec, shapes[i], budget)))
+                entries.append(LadderEntry(name, family, budget, run_config(spec, shapes[i], budget)))
+    entries.sort(key=lambda e: (e.family, param_counts(e.config.model)["active"], e.budget))
+    # warmup: the rule's N tokens, but at most a quarter of the shortest run of that shape (all branches of a
+    # WSD trunk share it)
+    shortest: dict = {}
+    for e in entries:
+        steps = resolve_horizon(e.config, param_counts(e.config.model)["active"])["steps"]
+        shortest[e.config.model] = min(shortest.get(e.config.model, steps), steps)
+    for e in entries:
+        cap = max(1, shortest[e.config.model] // 4)
+        if e.config.warmup_steps > cap:
+            e.config = dataclasses.replace(e.config, warmup_steps=cap)
     return entries
+
+
+def ladder_compute(entries: list[LadderEntry]) -> dict:
+    """Nominal compute (the sum of every run's own C = 6 N D) and the compute actually trained when WSD
+    branches share their trunk's constant-LR prefix (counted once per trunk)."""
+    nominal, trained, trunks = 0.0, 0.0, {}
+    for e in entries:
+        n = param_counts(e.config.model)["active"]
+        h = resolve_horizon(e.config, n)
+        nominal += h["flops_6nd"]
+        per_step = 6.0 * n * e.config.tokens_per_step
+        if e.config.schedule == "wsd" and e.config.warmup_steps is not None:
+            branch = branch_step_of(e.config, h["steps"])
+            key = run_id_of_trunk(e.config)
+            trunks[key] = max(trunks.get(key, 0.0), branch * per_step)
+            trained += (h["steps"] - branch) * per_step
+        else:
+            trained += h["flops_6nd"]
+    trained += sum(trunks.values())
+    return {"nominal_flops": nominal, "trained_flops": trained, "saved_fraction": 1.0 - trained / nominal if nominal else 0.0,
+            "trunks": len(trunks), "convention": "C = 6 N_active D per run; WSD prefixes shared by branches counted once"}
+
+
+def run_id_of_trunk(cfg: RunConfig) -> str:
+    from ..store import config_hash
+    return config_hash(cfg.trunk_key_dict())
 
 
 class _Progress:
@@ -201,7 +296,7 @@ def train_entries(entries: list[LadderEntry], store: RunStore, executor: Executo
     by_key = {e.run_id: e for e in todo}
     for e in todo:
         placeholder = Run(run_id=e.run_id, name=e.name, source="ladder", status="running", family=e.family,
-                          budget=e.budget, config=e.config.to_dict(), extra={"role": e.role})
+                          budget=e.budget, config=e.config.to_dict(), extra={"role": e.role, "hp_rule": e.hp_rule})
         store.upsert_run(placeholder)
     prog = _Progress(show_progress, sum(e.config.horizon_value for e in todo), log)
     outcome = {"trained": 0, "diverged": 0, "failed": 0, "skipped": skipped}
@@ -230,6 +325,7 @@ def train_entries(entries: list[LadderEntry], store: RunStore, executor: Executo
             return
         run, curve = to_store_record(e.config, result, name=e.name, family=e.family, budget=e.budget)
         run.extra["role"] = e.role
+        run.extra["hp_rule"] = e.hp_rule
         store.upsert_run(run)
         store.add_curve(run.run_id, curve)
         if result.status == "diverged":
@@ -248,130 +344,3 @@ def train_entries(entries: list[LadderEntry], store: RunStore, executor: Executo
     return outcome
 
 
-def run_ladder(spec: LadderSpec, store: RunStore, *, executor: Executor | None = None,
-               checkpoint_dir: str | Path = "scalinglab-out/checkpoints", out: str | Path = "scalinglab-out/ladder",
-               verify: bool = True, show_progress: bool = True, figures: bool = True,
-               log: Callable[[str], None] = print) -> dict:
-    """Design, train, fit and verify a ladder; returns a JSON-ready report (see the README for keys)."""
-    from .data import load_tokens
-    t0 = time.perf_counter()
-    data = load_tokens(spec.corpus, spec.tokenizer)
-    entries = design_ladder(spec, data.vocab_size)
-    executor = executor or InlineExecutor()
-    log(f"ladder: {len(entries)} runs over budgets {', '.join(f'{b:.2g}' for b in spec.budgets)} FLOPs "
-        f"(C = 6 N_active D), families {', '.join(spec.families)}; corpus {data.corpus} ({data.corpus_hash}, "
-        f"{data.tokenizer}, {data.train.size:,} train tokens)")
-    outcome = train_entries(entries, store, executor, checkpoint_dir, show_progress=show_progress, log=log)
-    report = {"spec": dataclasses.asdict(spec), "data": data.describe(), "n_runs": len(entries), "training": outcome,
-              "families": {}}
-    for family in spec.families:
-        report["families"][family] = _fit_and_verify(spec, family, entries, store, executor, checkpoint_dir, out, verify,
-                                                     show_progress, figures, log, data.vocab_size)
-    if len(spec.families) == 2 and all("chinchilla" in report["families"][f].get("fits", {}) and
-                                       "error" not in report["families"][f]["fits"]["chinchilla"] for f in spec.families):
-        report["moe_vs_dense"] = _moe_multiplier(store, spec, report)
-    report["seconds"] = time.perf_counter() - t0
-    return report
-
-
-def _fit_and_verify(spec, family, entries, store, executor, checkpoint_dir, out, verify, show_progress, figures, log,
-                    vocab_size):
-    ids = {e.run_id for e in entries if e.family == family}
-    runs = [r for r in store.runs(family=family) if r.run_id in ids]
-    selection = Selection(n_convention="n_active", flop_convention="6ND", family=family)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            fit = fit_runs(runs, ("chinchilla", "approach2"), selection=selection, n_bootstrap=spec.n_bootstrap,
-                           seed=spec.seed)
-        except FitError as e:
-            return {"error": str(e), "diverged": [r.name for r in runs if r.status == "diverged"]}
-    save_fits(store, fit, source=f"ladder:{family}")
-    result = report_json(fit)
-    result["warnings"] = [str(w.message) for w in caught]
-    result["diverged"] = [r.name for r in runs if r.status == "diverged"]
-    for w in result["warnings"]:
-        log(f"warning: {w}")
-    out_dir = Path(out) / family
-    if figures:
-        from ..report.figures import fit_figures
-        _, N, D, C, L = run_arrays(runs, "n_active", "6ND")
-        result["figures"] = fit_figures(fit, N, D, C, L, out_dir, title=f"{family} ladder, {spec.corpus} bytes")
-    chin = fit["fits"].get("chinchilla", {}).get("law")
-    if verify and chin is not None:
-        result["verification"] = _verify(spec, family, chin, store, executor, checkpoint_dir, show_progress, log,
-                                         out_dir if figures else None, vocab_size)
-    elif verify:
-        result["verification"] = {"error": "no Chinchilla fit to forecast from: " + fit["fits"]["chinchilla"].get("error", "")}
-    return result
-
-
-def _verify(spec, family, law, store, executor, checkpoint_dir, show_progress, log, out_dir, vocab_size):
-    """Forecast the loss of a run at ``verify_multiplier`` x the largest budget, then train it."""
-    C = spec.verify_multiplier * max(spec.budgets)
-    n_opt, _ = law.compute_optimal(C)
-    shapes, counts = candidate_shapes(spec, vocab_size, family)
-    i = nearest_shape(counts, float(n_opt))
-    model = shapes[i]
-    cfg = _run_config(spec, model, C)
-    n = float(counts[i])
-    steps = math.ceil(C / (6.0 * n) / cfg.tokens_per_step)
-    D = steps * cfg.tokens_per_step
-    pred = float(law.predict(n, D))
-    lo, hi = (x[0] for x in law.predict_interval([n], [D], kind="prediction"))
-    forecast = {"compute_flops": C, "N": n, "D": float(D), "N_opt_fit": float(n_opt), "predicted_loss": pred,
-                "interval": [float(lo), float(hi)],
-                "interval_kind": "95% prediction (bootstrap parameters + residuals + rolling-origin extrapolation error)",
-                "extrapolation": {"compute_over_max_fitted": C / law.data_range_["C_max"],
-                                  "factor": float(10 ** law.extrapolation_distance([n], [D])[0]),
-                                  "fitted_on": law.data_range_,
-                                  "model_error": {k: v for k, v in (law.extrapolation_ or {}).items()
-                                                  if k not in ("predictions", "skipped")}}}
-    log(f"forecast before training: {family} d{model.d_model}L{model.n_layers} (N={n:,.0f}, D={D:,.0f}, "
-        f"C={C:.3g}, {forecast['extrapolation']['compute_over_max_fitted']:.1f}x the largest fitted C): "
-        f"loss {pred:.4f} [{lo:.4f}, {hi:.4f}]")
-    entry = LadderEntry(f"{family}-verify-C{C:.2g}-d{model.d_model}L{model.n_layers}", family, C, cfg, role="verify")
-    store.add_decision("forecast", entry.run_id, "forecast", forecast)
-    train_entries([entry], store, executor, checkpoint_dir, show_progress=show_progress, log=log)
-    run = store.run(entry.run_id)
-    forecast["run_id"] = entry.run_id
-    forecast["status"] = run.status
-    if run.status == "finished":
-        forecast["actual_loss"] = run.final_loss
-        forecast["relative_error"] = pred / run.final_loss - 1.0
-        forecast["inside_interval"] = bool(lo <= run.final_loss <= hi)
-        log(f"verification: actual {run.final_loss:.4f} vs forecast {pred:.4f} "
-            f"({forecast['relative_error']:+.2%}); inside the interval: {forecast['inside_interval']}")
-        if out_dir is not None:
-            forecast["figure"] = _verification_figure(store, run, forecast, out_dir)
-    return forecast
-
-
-def _verification_figure(store, run, forecast, out_dir) -> list[str]:
-    from ..report.figures import _plt, _save
-    plt = _plt()
-    curve = store.curve(run.run_id)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    ax.plot([p["flops"] for p in curve], [p["loss"] for p in curve], "o-", ms=3, label=f"{run.name} (validation)")
-    ax.errorbar([forecast["compute_flops"]], [forecast["predicted_loss"]],
-                yerr=[[forecast["predicted_loss"] - forecast["interval"][0]], [forecast["interval"][1] - forecast["predicted_loss"]]],
-                fmt="s", color="C3", capsize=4, label="forecast before training (95% prediction interval)")
-    ax.set_xscale("log")
-    ax.set_xlabel("training compute C = 6·N_active·D [FLOPs]")
-    ax.set_ylabel("validation loss [nats/byte]")
-    ax.set_title(f"Verification at {forecast['extrapolation']['compute_over_max_fitted']:.1f}x the largest fitted budget: "
-                 f"error {forecast['relative_error']:+.2%}", fontsize=9)
-    ax.legend(fontsize=7)
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    return _save(fig, Path(out_dir), "verification")
-
-
-def _moe_multiplier(store, spec, report) -> dict:
-    """Compute multiplier of MoE over dense at equal active compute, with bootstrap intervals."""
-    from ..economics import moe_multiplier_intervals
-    from ..laws import law_from_dict
-    laws = {f: law_from_dict(store.fit(report["families"][f]["fits"]["chinchilla"]["fit_id"])["payload"])
-            for f in ("dense", "moe")}
-    return {"convention": "N = active parameters; C = 6 N_active D; multiplier = dense compute reaching the MoE "
-                          "frontier loss / MoE compute",
-            "budgets": moe_multiplier_intervals(laws["dense"], laws["moe"], spec.budgets)}

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import ModelConfig, derived_sizes
+from .config import ModelConfig, derived_sizes, param_counts
 from .moe import MoEMLP
 
 ATTENTION_CONVENTIONS = ("full", "causal")
@@ -152,28 +152,9 @@ class GPT(nn.Module):
 
     # -- the model answers questions about itself ---------------------------------------------------
     def param_counts(self) -> dict[str, int]:
-        """Parameters by group; ``total`` is asserted equal to the real parameter count.
-
-        ``nonembedding`` excludes the token embedding and an untied output head (Kaplan et al. 2020);
-        ``active`` counts the top-k experts only.
-        """
-        cfg, sizes = self.cfg, derived_sizes(self.cfg)
-        D, L = cfg.d_model, cfg.n_layers
-        c = {"embedding": cfg.vocab_size * D, "head": 0 if cfg.tied_embeddings else cfg.vocab_size * D,
-             "attention": L * 4 * D * D, "norms": (2 * L + 1) * D, "mlp": 0, "router": 0,
-             "experts_total": 0, "experts_active": 0}
-        mult = 3 if cfg.mlp == "swiglu" else 2
-        if cfg.is_moe:
-            per_expert = mult * D * sizes["expert_d_ff"]
-            c["router"] = L * D * cfg.n_experts
-            c["experts_total"] = L * cfg.n_experts * per_expert
-            c["experts_active"] = L * cfg.top_k * per_expert
-        else:
-            c["mlp"] = L * mult * D * sizes["d_ff"]
-        c["total"] = c["embedding"] + c["head"] + c["attention"] + c["norms"] + c["mlp"] + c["router"] + c["experts_total"]
-        c["nonembedding"] = c["total"] - c["embedding"] - c["head"]
-        c["active"] = c["total"] - c["experts_total"] + c["experts_active"]
-        c["active_nonembedding"] = c["active"] - c["embedding"] - c["head"]
+        """Parameters by group (:func:`~scalinglab.train.config.param_counts`, closed form); ``total`` is
+        asserted equal to the real parameter count."""
+        c = param_counts(self.cfg)
         real = sum(p.numel() for p in self.parameters())
         assert c["total"] == real, f"param_counts total {c['total']} != real {real}"
         return c

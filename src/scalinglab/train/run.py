@@ -13,7 +13,7 @@ import torch
 
 from ..store import Run, config_hash
 from .checkpoint import is_url, join, load_latest, save_checkpoint
-from .config import RunConfig, resolve_horizon
+from .config import RunConfig, branch_step_of, resolve_horizon, warmup_steps_of
 from .data import TokenData, eval_windows, get_batch, load_tokens
 from .model import GPT
 
@@ -35,6 +35,11 @@ class RunResult:
     expert_load: list | None = None
     reason: str | None = None
     checkpoint_problems: list = dataclasses.field(default_factory=list)
+    step_seconds: float = 0.0         # wall time inside training steps (batch, forward, backward, update)
+    eval_seconds: float = 0.0
+    shared_prefix_steps: int = 0      # steps taken from a WSD trunk checkpoint (trained by an earlier branch)
+    trunk_id: str | None = None
+    branch_step: int | None = None    # WSD: where this run's cooldown starts
 
 
 def run_id_of(cfg: RunConfig) -> str:
@@ -42,24 +47,45 @@ def run_id_of(cfg: RunConfig) -> str:
 
 
 def lr_at(cfg: RunConfig, step: int, total: int) -> float:
-    """Learning rate at ``step`` (0-based) of ``total``: linear warmup, then cosine or WSD decay."""
-    warmup = max(1, round(cfg.warmup_frac * total))
+    """Learning rate at ``step`` (0-based) of ``total``: linear warmup, then cosine decay or WSD
+    (constant, then a 1-sqrt cooldown over the last ``cooldown_frac`` of the steps; Hägele et al. 2024,
+    https://arxiv.org/abs/2405.18392)."""
+    warmup = warmup_steps_of(cfg, total)
     lo = cfg.lr * cfg.min_lr_frac
     if step < warmup:
         return cfg.lr * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
     if cfg.schedule == "cosine":
+        progress = (step - warmup) / max(1, total - warmup)
         return lo + 0.5 * (1 + math.cos(math.pi * progress)) * (cfg.lr - lo)
-    decay_start = 0.8  # WSD: stable for 80% of the post-warmup steps, then linear decay
-    if progress < decay_start:
+    start = branch_step_of(cfg, total)
+    if step < start:
         return cfg.lr
-    return cfg.lr + (lo - cfg.lr) * (progress - decay_start) / (1 - decay_start)
+    return lo + (cfg.lr - lo) * (1.0 - math.sqrt((step - start + 1) / (total - start)))
+
+
+def lr_schedule(cfg: RunConfig, total: int) -> np.ndarray:
+    """The learning rate of every step of a run, as an array (for loss-curve laws)."""
+    return np.array([lr_at(cfg, s, total) for s in range(total)])
 
 
 def eval_steps(total: int, n: int) -> list[int]:
     """Log-spaced steps (1-based counts of finished steps) at which to evaluate, ending at ``total``."""
     pts = np.unique(np.round(np.geomspace(max(1, total / 64), total, n)).astype(int))
     return sorted(set(pts.tolist()) | {total})
+
+
+TRUNK_EVAL_FIRST = 32
+TRUNK_KEEP = 8      # trunk checkpoints kept (branch points are re-used by later branches)
+
+
+def wsd_eval_steps(total: int, branch: int) -> list[int]:
+    """WSD evaluation points: a fixed lattice (32, 64, 128, ... steps) on the shared constant-LR prefix, so
+    every branch of a trunk sees the same prefix curve, then the middle and the end of the cooldown."""
+    pts, s = set(), TRUNK_EVAL_FIRST
+    while s <= branch:
+        pts.add(s)
+        s *= 2
+    return sorted(pts | {branch + (total - branch + 1) // 2, total})
 
 
 def make_optimizers(model: GPT, cfg: RunConfig) -> list[torch.optim.Optimizer]:
@@ -168,14 +194,24 @@ def train_run(cfg: RunConfig, *, checkpoint_dir: str | Path | None = None, data:
     horizon = resolve_horizon(cfg, counts["active"])
     total = horizon["steps"]
     optims = make_optimizers(model, cfg)
-    evals = eval_steps(total, cfg.n_evals)
+    branch = branch_step_of(cfg, total) if cfg.schedule == "wsd" else None
+    evals = eval_steps(total, cfg.n_evals) if branch is None else wsd_eval_steps(total, branch)
     windows = eval_windows(data.val, cfg.model.seq_len, cfg.eval_tokens)
     step, curve, init_loss, problems = 0, [], None, []
     ckpt_dir = join(checkpoint_dir, run_id) if checkpoint_dir else None
+    # a WSD run with a fixed warmup shares its constant-LR prefix with every other branch of its trunk
+    trunk_id = (config_hash(cfg.trunk_key_dict())
+                if checkpoint_dir and branch is not None and cfg.warmup_steps is not None else None)
+    trunk_dir = join(checkpoint_dir, "trunk-" + trunk_id) if trunk_id else None
+    shared_from = 0
     if ckpt_dir is not None:
         state, problems = load_latest(ckpt_dir)
+        if state is None and trunk_dir is not None:
+            state, trunk_problems = load_latest(trunk_dir, max_step=branch)
+            problems += trunk_problems
+            shared_from = int(state["step"]) if state is not None else 0
         if state is not None:
-            if state["run_id"] != run_id:
+            if state["run_id"] not in (run_id, trunk_id):
                 raise RuntimeError(f"checkpoint in {ckpt_dir} belongs to run {state['run_id']}, not {run_id}")
             model.load_state_dict(state["model"])
             for opt, s in zip(optims, state["optimizers"]):
@@ -187,20 +223,32 @@ def train_run(cfg: RunConfig, *, checkpoint_dir: str | Path | None = None, data:
     stepper = torch.compile(model) if cfg.compile else model
 
     def checkpoint():
-        if ckpt_dir is not None:
-            save_checkpoint(ckpt_dir, step, {"run_id": run_id, "config": cfg.to_dict(), "step": step,
-                                             "model": model.state_dict(),
-                                             "optimizers": [o.state_dict() for o in optims],
-                                             "torch_rng": torch.get_rng_state(), "curve": curve,
-                                             "init_loss": init_loss, "data_position": {"seed": cfg.seed, "step": step}})
+        if ckpt_dir is None:
+            return
+        if trunk_dir is not None and step <= branch:
+            # still on the shared prefix: the state belongs to the trunk (a later branch resumes from it)
+            save_checkpoint(trunk_dir, step, {"run_id": trunk_id, "config": cfg.to_dict(), "step": step,
+                                              "model": model.state_dict(), "optimizers": [o.state_dict() for o in optims],
+                                              "torch_rng": torch.get_rng_state(),
+                                              "curve": [p for p in curve if p["step"] <= step],
+                                              "init_loss": init_loss, "data_position": {"seed": cfg.seed, "step": step}},
+                            keep=TRUNK_KEEP)
+            return
+        save_checkpoint(ckpt_dir, step, {"run_id": run_id, "config": cfg.to_dict(), "step": step,
+                                         "model": model.state_dict(),
+                                         "optimizers": [o.state_dict() for o in optims],
+                                         "torch_rng": torch.get_rng_state(), "curve": curve,
+                                         "init_loss": init_loss, "data_position": {"seed": cfg.seed, "step": step}})
 
     t0 = time.perf_counter()
     last_ckpt = last_report = t0
     smoothed, status, reason, load = None, "finished", None, None
     tokens_per_step = cfg.tokens_per_step
-    warmup = max(1, round(cfg.warmup_frac * total))
+    warmup = warmup_steps_of(cfg, total)
+    step_s = eval_s = 0.0
     try:
         while step < total:
+            ts = time.perf_counter()
             x, y = get_batch(data.train, cfg.model.seq_len, cfg.batch_size, cfg.seed, step)
             x, y = torch.from_numpy(x).to(cfg.device), torch.from_numpy(y).to(cfg.device)
             lr = lr_at(cfg, step, total)
@@ -224,6 +272,7 @@ def train_run(cfg: RunConfig, *, checkpoint_dir: str | Path | None = None, data:
                 opt.step()
             step += 1
             lv = float(loss.detach())
+            step_s += time.perf_counter() - ts
             if init_loss is None:
                 init_loss = lv
             smoothed = lv if smoothed is None else 0.9 * smoothed + 0.1 * lv
@@ -238,7 +287,9 @@ def train_run(cfg: RunConfig, *, checkpoint_dir: str | Path | None = None, data:
                               "flops": 6.0 * counts["active"] * step * tokens_per_step, "loss": lv if math.isfinite(lv) else None})
                 break
             if step in evals:
+                te = time.perf_counter()
                 vl = evaluate(model, windows, cfg)
+                eval_s += time.perf_counter() - te
                 curve.append({"split": "val", "step": step, "tokens": step * tokens_per_step,
                               "flops": 6.0 * counts["active"] * step * tokens_per_step, "loss": vl})
                 curve.append({"split": "train", "step": step, "tokens": step * tokens_per_step,
@@ -254,6 +305,8 @@ def train_run(cfg: RunConfig, *, checkpoint_dir: str | Path | None = None, data:
                 progress({"run_id": run_id, "step": step, "steps": total, "loss": smoothed, "tokens_per_s": tps,
                           "flops_per_s": tps * fpt["training"], "eta_s": (total - step) * el / max(done, 1)})
                 last_report = now
+            if trunk_dir is not None and step == branch and step > shared_from:
+                checkpoint()
             if stop_after_steps is not None and step >= stop_after_steps and step < total:
                 checkpoint()
                 status, reason = "interrupted", f"stopped after {step} steps"
@@ -273,7 +326,10 @@ def train_run(cfg: RunConfig, *, checkpoint_dir: str | Path | None = None, data:
     return RunResult(run_id=run_id, status=status, final_loss=vals[-1] if status == "finished" and vals else None,
                      curve=curve, param_counts=counts, flops_per_token=fpt, horizon=horizon, seconds=elapsed,
                      tokens_per_s=tps, achieved_flops_per_s=tps * fpt["training"], data=data.describe(),
-                     resumed_from_step=resumed_from, expert_load=load, reason=reason, checkpoint_problems=problems)
+                     resumed_from_step=resumed_from, expert_load=load, reason=reason, checkpoint_problems=problems,
+                     step_seconds=step_s, eval_seconds=eval_s, shared_prefix_steps=shared_from,
+                     trunk_id=trunk_id,
+                     branch_step=branch)
 
 
 def to_store_record(cfg: RunConfig, result: RunResult, *, name: str, family: str, budget: float | None = None,
@@ -290,6 +346,10 @@ def to_store_record(cfg: RunConfig, result: RunResult, *, name: str, family: str
                      "seconds": result.seconds, "tokens_per_s": result.tokens_per_s,
                      "achieved_flops_per_s": result.achieved_flops_per_s, "expert_load": result.expert_load,
                      "reason": result.reason, "resumed_from_step": result.resumed_from_step,
+                     "step_seconds": result.step_seconds, "eval_seconds": result.eval_seconds,
+                     "steps_trained": result.horizon["steps"] - result.resumed_from_step if result.status == "finished" else None,
+                     "shared_prefix_steps": result.shared_prefix_steps, "trunk_id": result.trunk_id,
+                     "branch_step": result.branch_step,
                      "flop_convention": "flops_6nd = 6 * N_active * D; flops_with_attention = 3 * structure-counted "
                                         "forward matmul FLOPs (head and full attention included) * D"})
     return run, result.curve

@@ -1,0 +1,83 @@
+"""The main job's efficiency: a whole ladder (LR sweep, grid, fits, verification) run in this process, with
+
+* achieved FLOP/s = the compute actually trained (C = 6 N_active D per step trained; a WSD trunk's shared
+  prefix once) over the ladder's wall time, as a fraction of the fp32 matmul peak measured in the same
+  process just before;
+* the share of wall time outside training steps (design, evaluation, checkpoints, fits, figures);
+  target < 10%;
+* the time spent designing shapes (target well under 1 s).
+
+    python benchmarks/bench_ladder.py [--preset quick|smoke] [--seed 0] [--json]
+
+It trains in a fresh temporary store (nothing is reused), so it takes as long as the ladder itself.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from scalinglab.experiments.ladder import run_ladder
+from scalinglab.store import RunStore
+from scalinglab.train.executors import InlineExecutor
+from scalinglab.train.ladder import PRESETS
+
+
+def matmul_peak(n: int = 1024, reps: int = 30) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n ** 3 * reps / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--preset", default="quick", choices=sorted(PRESETS))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    spec = dataclasses.replace(PRESETS[args.preset], seed=args.seed)
+    peak = matmul_peak()
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        with RunStore(Path(tmp) / "s.db") as st:
+            report = run_ladder(spec, st, executor=InlineExecutor(), checkpoint_dir=Path(tmp) / "ck",
+                                out=Path(tmp) / "out", show_progress=False, figures=False, log=lambda m: None)
+            wall = time.perf_counter() - t0
+            runs = [r for r in st.runs(source="ladder") if r.status == "finished"]
+    trained = sum(6.0 * r.n_active * r.config["batch_size"] * r.config["model"]["seq_len"] * (r.extra.get("steps_trained") or 0)
+                  for r in runs)
+    step_s = sum(r.extra.get("step_seconds", 0.0) for r in runs)
+    eval_s = sum(r.extra.get("eval_seconds", 0.0) for r in runs)
+    ver = report["families"]["dense"].get("verification", {})
+    out = {"preset": args.preset, "seed": args.seed, "wall_s": wall, "fp32_matmul_peak_flops": peak,
+           "trained_flops": trained, "achieved_flops_per_s": trained / wall, "fraction_of_peak": trained / wall / peak,
+           "step_seconds": step_s, "eval_seconds": eval_s, "outside_steps_share": 1.0 - step_s / wall,
+           "timings": report["timings"], "compute": report["compute"],
+           "verification": {k: ver.get(k) for k in ("compute_flops", "predicted_loss", "interval", "actual_loss",
+                                                    "relative_error", "inside_interval", "law")}}
+    if args.json:
+        print(json.dumps(out, indent=2, default=float))
+        return
+    print(f"{args.preset} ladder, seed {args.seed}: {wall:.0f} s wall; trained {trained:.3g} FLOPs "
+          f"({report['compute']['saved_fraction']:.0%} of the grid shared by WSD trunks)")
+    print(f"achieved {trained / wall / 1e9:.1f} GFLOP/s = {trained / wall / peak:.1%} of the fp32 matmul peak "
+          f"({peak / 1e9:.0f} GFLOP/s, same process)")
+    print(f"wall time outside training steps: {1 - step_s / wall:.1%} (evaluation {eval_s / wall:.1%}; target < 10%)")
+    print("stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in report["timings"].items()))
+    if "actual_loss" in ver:
+        print(f"verification at {ver['compute_flops']:.3g} FLOPs ({ver['law']}): forecast {ver['predicted_loss']:.4f} "
+              f"[{ver['interval'][0]:.4f}, {ver['interval'][1]:.4f}], actual {ver['actual_loss']:.4f} "
+              f"({ver['relative_error']:+.2%})")
+
+
+if __name__ == "__main__":
+    main()

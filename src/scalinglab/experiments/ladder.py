@@ -1,0 +1,447 @@
+"""The main job: tune the learning-rate rule, train an IsoFLOP ladder, fit, forecast a run well beyond it,
+train that run and compare.
+
+Steps (each recorded in the store, each skipped on a re-run when already done):
+
+1. **LR rule** (``spec.lr_sweep``): a short sweep at the compute-optimal guesses of the two smallest
+   budgets fits ``log lr*(N) = a + b log N`` (Porian et al. 2024, https://arxiv.org/abs/2406.19146);
+   every later run takes its peak LR from the rule, which is stored with it.
+2. **Grid**: the IsoFLOP runs (WSD branches share their constant-LR trunk).
+3. **Fits**: every (N, D) form and Approach 2; the forecast comes from the form that backtests best on the
+   ladder itself (rolling origin, never on the verification run); fits with a parameter on a bound are
+   refused and reported.
+4. **Curve law**: :class:`~scalinglab.laws.curve.AnnealingCurveLaw` on the stored curves, an independent
+   forecast of the same run.
+5. **Verification**: the forecast (with its prediction interval, extrapolation error included) is stored
+   before the run at ``verify_multiplier`` x the largest budget is trained.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from scipy import optimize
+
+from ..analysis import Selection, fit_runs, report_json, run_arrays, save_fits
+from ..laws import FitError
+from ..laws.curve import AnnealingCurveLaw, annealing_terms, schedule_areas
+from ..store import RunStore
+from ..train.config import RunConfig, param_counts, resolve_horizon
+from ..train.executors import Executor, InlineExecutor
+from ..train.ladder import (LadderEntry, LadderSpec, budget_targets, candidate_shapes, design_ladder, ladder_compute,
+                            nearest_shape, run_config, train_entries)
+from ..train.run import lr_schedule
+
+FLAT_TOLERANCE = 0.01   # an LR is in the flat region when its fitted loss is within 1% of the optimum
+
+
+# ------------------------------------------------------------------------------------ learning rate
+def sweep_entries(spec: LadderSpec, vocab_size: int, family: str, points: list[tuple[int, float]]) -> list[LadderEntry]:
+    """LR-sweep runs: for each (shape index, budget), the rule's LR times each of ``lr_sweep_factors``."""
+    shapes, _ = candidate_shapes(spec, vocab_size, family)
+    out = []
+    for i, budget in points:
+        base = run_config(spec, shapes[i], budget)
+        for f in spec.lr_sweep_factors:
+            cfg = dataclasses.replace(base, lr=base.lr * f)
+            out.append(LadderEntry(f"{family}-lr{cfg.lr:.2e}-C{budget:.2g}-d{shapes[i].d_model}L{shapes[i].n_layers}",
+                                   family, budget, cfg, role="lr-sweep", hp_rule={"lr_factor": f, "rule": spec.hp_rule()}))
+    return out
+
+
+def fit_lr_optimum(n: np.ndarray, lr: np.ndarray, loss: np.ndarray, tolerance: float = FLAT_TOLERANCE) -> dict:
+    """Joint fit of ``loss = c_size + k (log lr - a - b log(N / N_0))^2`` over sweeps at one or more sizes.
+
+    Returns the optimum per size, the flat region (LRs whose fitted loss is within ``tolerance`` of the
+    optimum) and, with two or more sizes, the rule ``lr*(N) = exp(a) (N / N_0)^b``.
+    """
+    n, lr, loss = (np.asarray(x, float) for x in (n, lr, loss))
+    sizes = np.unique(n)
+    n0 = float(sizes[0])
+    z = np.log(n / n0)
+    x = np.log(lr)
+    idx = np.searchsorted(sizes, n)
+    slope = sizes.size > 1
+
+    def resid(p):
+        k, a, b = p[0], p[1], (p[2] if slope else 0.0)
+        c = p[3 if slope else 2:]
+        return (c[idx] + k * (x - a - b * z) ** 2) / loss - 1.0
+
+    start = np.r_[0.05, x[np.argmin(loss)], [0.0] if slope else [], [loss[idx == j].min() for j in range(sizes.size)]]
+    lo = np.r_[1e-6, -20, [-3.0] if slope else [], np.zeros(sizes.size)]
+    hi = np.r_[10.0, 5, [3.0] if slope else [], np.full(sizes.size, np.inf)]
+    res = optimize.least_squares(resid, start, bounds=(lo, hi))
+    k, a = res.x[0], res.x[1]
+    b = res.x[2] if slope else 0.0
+    c = res.x[3 if slope else 2:]
+    # standard errors from the Jacobian (Gauss-Newton), for the rule's exponent
+    dof = max(1, loss.size - res.x.size)
+    s2 = float(np.sum(res.fun ** 2)) / dof
+    try:
+        cov = np.linalg.inv(res.jac.T @ res.jac) * s2
+        se_b = float(np.sqrt(cov[2, 2])) if slope else None
+    except np.linalg.LinAlgError:
+        se_b = None
+    per_size = []
+    for j, size in enumerate(sizes):
+        opt = a + b * math.log(size / n0)
+        half = math.sqrt(tolerance * c[j] / k)
+        tried = np.sort(lr[idx == j])
+        per_size.append({"N": float(size), "lr_opt": float(math.exp(opt)), "loss_opt": float(c[j]),
+                         "flat_region": [float(math.exp(opt - half)), float(math.exp(opt + half))],
+                         "optimum_inside_sweep": bool(tried[0] < math.exp(opt) < tried[-1]),
+                         "tried": tried.tolist(), "losses": loss[idx == j][np.argsort(lr[idx == j])].tolist()})
+    return {"curvature": float(k), "per_size": per_size, "tolerance": tolerance,
+            "rule": {"lr_ref": float(math.exp(a)), "lr_ref_params": n0, "lr_exponent": float(-b),
+                     "lr_exponent_se": se_b} if slope else None,
+            "rms_rel_residual": float(np.sqrt(np.mean(res.fun ** 2)))}
+
+
+def _finished(store: RunStore, entries: list[LadderEntry]):
+    out = []
+    for e in entries:
+        r = store.run(e.run_id)
+        if r is not None and r.status == "finished" and r.final_loss is not None:
+            out.append((e, r))
+    return out
+
+
+def tune_lr(spec: LadderSpec, store: RunStore, executor: Executor, checkpoint_dir, vocab_size: int, *,
+            show_progress: bool, log: Callable[[str], None]) -> tuple[LadderSpec, dict]:
+    """Sweep the LR at the compute-optimal guesses of the two smallest budgets, fit the rule, and return
+    the spec with the fitted ``lr``/``lr_exponent`` (exponent kept within [0, 1])."""
+    family = spec.families[0]
+    shapes, counts = candidate_shapes(spec, vocab_size, family)
+    budgets = sorted(spec.budgets)[:2]
+    points = []
+    for b in budgets:
+        targets = budget_targets(spec, b)
+        points.append((nearest_shape(counts, float(targets[len(targets) // 2]), shapes=shapes), b))
+    if len({i for i, _ in points}) < 2:
+        points[1] = (points[1][0] + 1, points[1][1])
+    entries = sweep_entries(spec, vocab_size, family, points)
+    log(f"learning-rate sweep: {len(entries)} runs at N = "
+        f"{', '.join(f'{counts[i]:,}' for i, _ in points)} (x {', '.join(f'{f:g}' for f in spec.lr_sweep_factors)} "
+        f"the starting rule's LR)")
+    train_entries(entries, store, executor, checkpoint_dir, show_progress=show_progress, log=log)
+    done = _finished(store, entries)
+    if len({r.n_active for _, r in done}) < 2 or len(done) < 6:
+        return spec, {"error": "too few finished sweep runs to fit an LR rule; the preset's rule is kept",
+                      "rule": spec.hp_rule()}
+    fit = fit_lr_optimum(np.array([r.n_active for _, r in done]), np.array([e.config.lr for e, _ in done]),
+                         np.array([r.final_loss for _, r in done]))
+    rule = fit["rule"]
+    exponent = min(1.0, max(0.0, rule["lr_exponent"]))
+    tuned = dataclasses.replace(spec, lr=rule["lr_ref"], lr_ref_params=rule["lr_ref_params"], lr_exponent=exponent)
+    fit["used"] = tuned.hp_rule()
+    fit["exponent_clipped"] = exponent != rule["lr_exponent"]
+    fit["run_ids"] = [e.run_id for e, _ in done]
+    log(f"learning-rate rule: lr(N) = {tuned.lr:.3g} * (N / {tuned.lr_ref_params:,.0f})^-{exponent:.3f}"
+        + (f" (fitted exponent {rule['lr_exponent']:.3f} +- {rule['lr_exponent_se'] or float('nan'):.3f}, kept in [0, 1])"
+           if fit["exponent_clipped"] else (f" (+- {rule['lr_exponent_se']:.3f})" if rule["lr_exponent_se"] else "")))
+    store.add_decision("lr-rule", "ladder", "fitted", fit)
+    return tuned, fit
+
+
+def lr_check(spec: LadderSpec, store: RunStore, executor: Executor | None = None, *,
+             checkpoint_dir="scalinglab-out/checkpoints", at=("smallest", "largest"), show_progress: bool = True,
+             log: Callable[[str], None] = print) -> dict:
+    """Sweep the LR around the rule at the ladder's smallest and largest sizes (each at the budget where the
+    ladder trains it) and say whether the rule's LR lies in the flat region of the optimum there."""
+    from ..train.data import load_tokens
+    data = load_tokens(spec.corpus, spec.tokenizer)
+    executor = executor or InlineExecutor()
+    if spec.lr_sweep:
+        spec, _ = tune_lr(spec, store, executor, checkpoint_dir, data.vocab_size, show_progress=show_progress, log=log)
+    grid = [e for e in design_ladder(spec, data.vocab_size) if e.family == spec.families[0]]
+    shapes, counts = candidate_shapes(spec, data.vocab_size, spec.families[0])
+    n_of = {e.run_id: param_counts(e.config.model)["active"] for e in grid}
+    picks = {}
+    if "smallest" in at:
+        e = min(grid, key=lambda e: (n_of[e.run_id], e.budget))
+        picks["smallest"] = e
+    if "largest" in at:
+        e = max(grid, key=lambda e: (n_of[e.run_id], e.budget))
+        picks["largest"] = e
+    out = {"rule": spec.hp_rule(), "sizes": {}}
+    for label, e in picks.items():
+        i = next(j for j, s in enumerate(shapes) if s == e.config.model)
+        entries = sweep_entries(spec, data.vocab_size, spec.families[0], [(i, e.budget)])
+        train_entries(entries, store, executor, checkpoint_dir, show_progress=show_progress, log=log)
+        done = _finished(store, entries)
+        if len(done) < 3:
+            out["sizes"][label] = {"error": "fewer than 3 finished sweep runs"}
+            continue
+        fit = fit_lr_optimum(np.array([r.n_active for _, r in done]), np.array([x.config.lr for x, _ in done]),
+                             np.array([r.final_loss for _, r in done]))
+        s = fit["per_size"][0]
+        rule_lr = spec.lr_for(counts[i])
+        s.update(budget=e.budget, rule_lr=rule_lr, rule_inside_flat_region=bool(s["flat_region"][0] <= rule_lr <= s["flat_region"][1]),
+                 rule_loss_excess=float(fit["curvature"] * math.log(rule_lr / s["lr_opt"]) ** 2 / s["loss_opt"]))
+        out["sizes"][label] = s
+        log(f"{label} ladder size N={counts[i]:,} at C={e.budget:.3g}: optimum lr {s['lr_opt']:.3g}, flat region "
+            f"[{s['flat_region'][0]:.3g}, {s['flat_region'][1]:.3g}] (loss within {FLAT_TOLERANCE:.0%}); rule lr {rule_lr:.3g}: "
+            f"{'inside' if s['rule_inside_flat_region'] else 'OUTSIDE'} (+{s['rule_loss_excess']:.2%} loss)")
+    store.add_decision("lr-check", "ladder", "measured", out)
+    return out
+
+
+# ------------------------------------------------------------------------------------------- ladder
+def run_ladder(spec: LadderSpec, store: RunStore, *, executor: Executor | None = None,
+               checkpoint_dir: str | Path = "scalinglab-out/checkpoints", out: str | Path = "scalinglab-out/ladder",
+               verify: bool = True, show_progress: bool = True, figures: bool = True,
+               log: Callable[[str], None] = print) -> dict:
+    """Tune, design, train, fit and verify a ladder; returns a JSON-ready report (see the README for keys)."""
+    from ..train.data import load_tokens
+    t0 = time.perf_counter()
+    timings: dict = {}
+    data = load_tokens(spec.corpus, spec.tokenizer)
+    executor = executor or InlineExecutor()
+    report: dict = {"data": data.describe()}
+    if spec.lr_sweep:
+        t = time.perf_counter()
+        spec, report["lr_sweep"] = tune_lr(spec, store, executor, checkpoint_dir, data.vocab_size,
+                                           show_progress=show_progress, log=log)
+        timings["lr_sweep_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    entries = design_ladder(spec, data.vocab_size)
+    for e in entries:
+        e.hp_rule = spec.hp_rule()
+    timings["design_s"] = time.perf_counter() - t
+    compute = ladder_compute(entries)
+    log(f"ladder: {len(entries)} runs over budgets {', '.join(f'{b:.2g}' for b in spec.budgets)} FLOPs "
+        f"(C = 6 N_active D), families {', '.join(spec.families)}, {spec.schedule} schedule"
+        + (f" ({compute['trunks']} trunks; {compute['saved_fraction']:.0%} of the grid's compute shared)"
+           if spec.schedule == "wsd" else "")
+        + f"; corpus {data.corpus} ({data.corpus_hash}, {data.tokenizer}, {data.train.size:,} train tokens)")
+    t = time.perf_counter()
+    outcome = train_entries(entries, store, executor, checkpoint_dir, show_progress=show_progress, log=log)
+    timings["grid_s"] = time.perf_counter() - t
+    report.update({"spec": dataclasses.asdict(spec), "hp_rule": spec.hp_rule(), "n_runs": len(entries),
+                   "training": outcome, "compute": compute, "families": {}})
+    for family in spec.families:
+        report["families"][family] = _fit_and_verify(spec, family, entries, store, executor, checkpoint_dir, out, verify,
+                                                     show_progress, figures, log, data.vocab_size, timings)
+    if len(spec.families) == 2 and all("chinchilla" in report["families"][f].get("fits", {}) and
+                                       "error" not in report["families"][f]["fits"]["chinchilla"] for f in spec.families):
+        report["moe_vs_dense"] = _moe_multiplier(store, spec, report)
+    report["seconds"] = time.perf_counter() - t0
+    report["timings"] = timings
+    return report
+
+
+def _fit_and_verify(spec, family, entries, store, executor, checkpoint_dir, out, verify, show_progress, figures, log,
+                    vocab_size, timings):
+    ids = {e.run_id for e in entries if e.family == family}
+    runs = [r for r in store.runs(family=family) if r.run_id in ids]
+    selection = Selection(n_convention="n_active", flop_convention="6ND", family=family)
+    t = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            fit = fit_runs(runs, ("auto", "approach2"), selection=selection, n_bootstrap=spec.n_bootstrap, seed=spec.seed)
+        except FitError as e:
+            return {"error": str(e), "diverged": [r.name for r in runs if r.status == "diverged"]}
+    timings[f"{family}_fit_s"] = time.perf_counter() - t
+    save_fits(store, fit, source=f"ladder:{family}")
+    result = report_json(fit)
+    result["warnings"] = [str(w.message) for w in caught]
+    for name, entry in fit["fits"].items():
+        if "error" in entry:
+            result["warnings"].append(f"{name} not used: {entry['error']}")
+    result["diverged"] = [r.name for r in runs if r.status == "diverged"]
+    for w in result["warnings"]:
+        log(f"warning: {w}")
+    out_dir = Path(out) / family
+    if figures:
+        from ..report.figures import fit_figures
+        _, N, D, C, L = run_arrays(runs, "n_active", "6ND")
+        result["figures"] = fit_figures(fit, N, D, C, L, out_dir, title=f"{family} ladder, {spec.corpus} bytes")
+    chosen = fit.get("recommended")
+    if chosen is None:   # no form could be ranked by backtests: the first (N, D) form that fitted
+        chosen = next((k for k, v in fit["fits"].items() if "law" in v and getattr(v["law"], "variables", None) == ("N", "D")),
+                      None)
+    result["forecast_law"] = chosen
+    t = time.perf_counter()
+    curve_law, result["curve_law"] = _fit_curve_law(spec, store, runs)
+    timings[f"{family}_curve_law_s"] = time.perf_counter() - t
+    if verify and chosen is not None:
+        log(f"forecast law: {chosen} (the smallest rolling-origin backtest error on the ladder)"
+            if chosen == fit.get("recommended") else f"forecast law: {chosen} (no form could be ranked by backtests)")
+        t = time.perf_counter()
+        result["verification"] = _verify(spec, family, fit, chosen, curve_law, store, executor, checkpoint_dir,
+                                         show_progress, log, out_dir if figures else None, vocab_size)
+        timings[f"{family}_verify_s"] = time.perf_counter() - t
+    elif verify:
+        result["verification"] = {"error": "no (N, D) law could be fitted without a parameter on a bound: "
+                                           + "; ".join(f"{k}: {v['error']}" for k, v in fit["fits"].items() if "error" in v)}
+    return result
+
+
+def curve_points(store: RunStore, runs) -> dict:
+    """Validation-curve points of finished runs with their schedule terms (forward area, LR drops and the
+    area since each); the constant-LR prefix a WSD branch shares with its trunk is counted once."""
+    N, S1, drops, areas, L, group, final, seen = [], [], [], [], [], [], [], set()
+    for r in runs:
+        if r.status != "finished" or not r.config:
+            continue
+        cfg = RunConfig.from_dict(r.config)
+        total = resolve_horizon(cfg, r.n_active)["steps"]
+        lr = lr_schedule(cfg, total)
+        s1, _ = schedule_areas(lr, cfg.tokens_per_step)
+        trunk = (r.extra or {}).get("trunk_id")
+        branch = (r.extra or {}).get("branch_step")
+        warm = cfg.warmup_steps or 0
+        pts = []
+        for p in store.curve(r.run_id):
+            step = int(p["step"])
+            if p["loss"] is None or step < 2 * warm or step < 8:
+                continue
+            shared = trunk is not None and branch is not None and step <= branch
+            key = (trunk, step) if shared else (r.run_id, step)
+            if key not in seen:
+                seen.add(key)
+                pts.append((step, p["loss"]))
+        if not pts:
+            continue
+        d, a = annealing_terms(lr, [st for st, _ in pts])
+        for (step, loss), di, ai in zip(pts, d, a):
+            N.append(r.n_active)
+            S1.append(s1[step - 1])
+            drops.append(di)
+            areas.append(ai)
+            L.append(loss)
+            group.append(trunk or r.run_id)
+            final.append(step == total)
+    out = {k: np.array(v) for k, v in dict(N=N, S1=S1, L=L, group=group, final=final).items()}
+    out["drops"], out["areas"] = (np.array(drops), np.array(areas)) if drops else (np.zeros((0, 1)), np.zeros((0, 1)))
+    return out
+
+
+def _fit_curve_law(spec, store, runs):
+    pts = curve_points(store, runs)
+    if pts["L"].size == 0:
+        return None, {"error": "no stored curves"}
+    try:
+        law = AnnealingCurveLaw(n_bootstrap=min(100, spec.n_bootstrap), seed=spec.seed).fit(
+            pts["N"], pts["S1"], pts["drops"], pts["areas"], pts["L"], pts["group"], pts["final"])
+    except FitError as e:
+        return None, {"error": str(e)}
+    return law, law.to_json()
+
+
+def optimal_size(law, C: float) -> float:
+    """The loss-minimising N at compute ``C = 6 N D`` under an (N, D) law (closed form where the law has one)."""
+    if hasattr(law, "compute_optimal"):
+        return float(np.ravel(law.compute_optimal(C)[0])[0])
+    lo, hi = math.log(law.data_range_["N_min"] / 1e3), math.log(law.data_range_["N_max"] * 1e3)
+    res = optimize.minimize_scalar(lambda x: float(np.ravel(law.predict([math.exp(x)], [C / (6 * math.exp(x))]))[0]),
+                                   bounds=(lo, hi), method="bounded")
+    return float(math.exp(res.x))
+
+
+def _forecast_with(law, name, n, D):
+    pred = float(np.ravel(law.predict([n], [D]))[0])
+    lo, hi = (float(x[0]) for x in law.predict_interval([n], [D], kind="prediction"))
+    return {"law": name, "predicted_loss": pred, "interval": [lo, hi]}
+
+
+def _verify(spec, family, fit, chosen, curve_law, store, executor, checkpoint_dir, show_progress, log, out_dir, vocab_size):
+    """Forecast the loss of a run at ``verify_multiplier`` x the largest budget, then train it."""
+    C = spec.verify_multiplier * max(spec.budgets)
+    law = fit["fits"][chosen]["law"]
+    n_opt = optimal_size(law, C)
+    shapes, counts = candidate_shapes(spec, vocab_size, family)
+    i = nearest_shape(counts, float(n_opt), shapes=shapes)
+    model = shapes[i]
+    cfg = run_config(spec, model, C)
+    n = float(counts[i])
+    h = resolve_horizon(cfg, n)
+    D = float(h["tokens"])
+    main = _forecast_with(law, chosen, n, D)
+    pred, (lo, hi) = main["predicted_loss"], main["interval"]
+    others = {name: _forecast_with(e["law"], name, n, D) for name, e in fit["fits"].items()
+              if "law" in e and name != chosen and getattr(e["law"], "variables", None) == ("N", "D")}
+    forecast = {"compute_flops": C, "N": n, "D": D, "N_opt_fit": float(n_opt), "lr": cfg.lr, "law": chosen,
+                "predicted_loss": pred, "interval": [lo, hi],
+                "interval_kind": "95% prediction (bootstrap parameters + residuals + rolling-origin extrapolation error)",
+                "other_laws": others,
+                "extrapolation": {"compute_over_max_fitted": C / law.data_range_["C_max"],
+                                  "factor": float(10 ** law.extrapolation_distance([n], [D])[0]),
+                                  "fitted_on": law.data_range_,
+                                  "model_error": {k: v for k, v in (law.extrapolation_ or {}).items()
+                                                  if k not in ("predictions", "skipped")}}}
+    if curve_law is not None:
+        lr = lr_schedule(cfg, h["steps"])
+        s1, _ = schedule_areas(lr, cfg.tokens_per_step)
+        d, a = annealing_terms(lr, [h["steps"]])
+        cl = float(curve_law.predict([n], [s1[-1]], d, a)[0])
+        clo, chi = (float(x[0]) for x in curve_law.predict_interval([n], [s1[-1]], d, a))
+        forecast["curve_law"] = {"predicted_loss": cl, "interval": [clo, chi], "S1": float(s1[-1]),
+                                 "extrapolation_factor": float(10 ** curve_law.extrapolation_distance([n], [s1[-1]])[0])}
+    log(f"forecast before training ({chosen}): {family} d{model.d_model}L{model.n_layers} (N={n:,.0f}, D={D:,.0f}, "
+        f"C={C:.3g}, {forecast['extrapolation']['compute_over_max_fitted']:.1f}x the largest fitted C, lr {cfg.lr:.3g}): "
+        f"loss {pred:.4f} [{lo:.4f}, {hi:.4f}]"
+        + (f"; curve law {forecast['curve_law']['predicted_loss']:.4f}" if "curve_law" in forecast else ""))
+    entry = LadderEntry(f"{family}-verify-C{C:.2g}-d{model.d_model}L{model.n_layers}", family, C, cfg, role="verify",
+                        hp_rule=spec.hp_rule())
+    store.add_decision("forecast", entry.run_id, "forecast", forecast)
+    train_entries([entry], store, executor, checkpoint_dir, show_progress=show_progress, log=log)
+    run = store.run(entry.run_id)
+    forecast["run_id"] = entry.run_id
+    forecast["status"] = run.status
+    if run.status == "finished":
+        actual = run.final_loss
+        forecast["actual_loss"] = actual
+        forecast["relative_error"] = pred / actual - 1.0
+        forecast["inside_interval"] = bool(lo <= actual <= hi)
+        for f in list(others.values()) + ([forecast["curve_law"]] if "curve_law" in forecast else []):
+            f["relative_error"] = f["predicted_loss"] / actual - 1.0
+            f["inside_interval"] = bool(f["interval"][0] <= actual <= f["interval"][1])
+        log(f"verification: actual {actual:.4f} vs forecast {pred:.4f} ({forecast['relative_error']:+.2%}); inside the "
+            f"interval: {forecast['inside_interval']}"
+            + (f"; curve law {forecast['curve_law']['relative_error']:+.2%}" if "curve_law" in forecast else ""))
+        if out_dir is not None:
+            forecast["figure"] = _verification_figure(store, run, forecast, out_dir)
+    return forecast
+
+
+def _verification_figure(store, run, forecast, out_dir) -> list[str]:
+    from ..report.figures import _plt, _save
+    plt = _plt()
+    curve = store.curve(run.run_id)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.plot([p["flops"] for p in curve], [p["loss"] for p in curve], "o-", ms=3, label=f"{run.name} (validation)")
+    C = forecast["compute_flops"]
+    ax.errorbar([C], [forecast["predicted_loss"]],
+                yerr=[[forecast["predicted_loss"] - forecast["interval"][0]], [forecast["interval"][1] - forecast["predicted_loss"]]],
+                fmt="s", color="C3", capsize=4, label=f"forecast before training, {forecast['law']} (95% prediction interval)")
+    if "curve_law" in forecast:
+        c = forecast["curve_law"]
+        ax.errorbar([C * 1.04], [c["predicted_loss"]], yerr=[[c["predicted_loss"] - c["interval"][0]], [c["interval"][1] - c["predicted_loss"]]],
+                    fmt="D", color="C2", capsize=4, label="curve law forecast (95%)")
+    ax.set_xscale("log")
+    ax.set_xlabel("training compute C = 6·N_active·D [FLOPs]")
+    ax.set_ylabel("validation loss [nats/byte]")
+    ax.set_title(f"Verification at {forecast['extrapolation']['compute_over_max_fitted']:.1f}x the largest fitted budget: "
+                 f"error {forecast['relative_error']:+.2%}", fontsize=9)
+    ax.legend(fontsize=7)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    return _save(fig, Path(out_dir), "verification")
+
+
+def _moe_multiplier(store, spec, report) -> dict:
+    """Compute multiplier of MoE over dense at equal active compute, with bootstrap intervals."""
+    from ..economics import moe_multiplier_intervals
+    from ..laws import law_from_dict
+    laws = {f: law_from_dict(store.fit(report["families"][f]["fits"]["chinchilla"]["fit_id"])["payload"])
+            for f in ("dense", "moe")}
+    return {"convention": "N = active parameters; C = 6 N_active D; multiplier = dense compute reaching the MoE "
+                          "frontier loss / MoE compute",
+            "budgets": moe_multiplier_intervals(laws["dense"], laws["moe"], spec.budgets)}
