@@ -54,13 +54,27 @@ def sweep_entries(spec: LadderSpec, vocab_size: int, family: str, points: list[t
     return out
 
 
-def fit_lr_optimum(n: np.ndarray, lr: np.ndarray, loss: np.ndarray, tolerance: float = FLAT_TOLERANCE) -> dict:
+def fit_lr_optimum(n: np.ndarray, lr: np.ndarray, loss: np.ndarray, tolerance: float = FLAT_TOLERANCE,
+                   window: int | None = None) -> dict:
     """Joint fit of ``loss = c_size + k (log lr - a - b log(N / N_0))^2`` over sweeps at one or more sizes.
+
+    Args:
+        window: fit only the ``window`` LRs around each size's best one (a local parabola; loss against
+            log LR is asymmetric over a wide sweep), or all points (None).
 
     Returns the optimum per size, the flat region (LRs whose fitted loss is within ``tolerance`` of the
     optimum) and, with two or more sizes, the rule ``lr*(N) = exp(a) (N / N_0)^b``.
     """
     n, lr, loss = (np.asarray(x, float) for x in (n, lr, loss))
+    if window is not None:
+        keep = np.zeros(n.size, bool)
+        for size in np.unique(n):
+            at = np.flatnonzero(n == size)
+            at = at[np.argsort(lr[at])]
+            best = int(np.argmin(loss[at]))
+            lo = min(max(0, best - window // 2), max(0, at.size - window))
+            keep[at[lo:lo + window]] = True
+        n, lr, loss = n[keep], lr[keep], loss[keep]
     sizes = np.unique(n)
     n0 = float(sizes[0])
     z = np.log(n / n0)
@@ -93,10 +107,12 @@ def fit_lr_optimum(n: np.ndarray, lr: np.ndarray, loss: np.ndarray, tolerance: f
         opt = a + b * math.log(size / n0)
         half = math.sqrt(tolerance * c[j] / k)
         tried = np.sort(lr[idx == j])
+        losses_j = loss[idx == j][np.argsort(lr[idx == j])]
         per_size.append({"N": float(size), "lr_opt": float(math.exp(opt)), "loss_opt": float(c[j]),
                          "flat_region": [float(math.exp(opt - half)), float(math.exp(opt + half))],
                          "optimum_inside_sweep": bool(tried[0] < math.exp(opt) < tried[-1]),
-                         "tried": tried.tolist(), "losses": loss[idx == j][np.argsort(lr[idx == j])].tolist()})
+                         "best_tried_interior": bool(0 < int(np.argmin(losses_j)) < tried.size - 1),
+                         "tried": tried.tolist(), "losses": losses_j.tolist()})
     return {"curvature": float(k), "per_size": per_size, "tolerance": tolerance,
             "rule": {"lr_ref": float(math.exp(a)), "lr_ref_params": n0, "lr_exponent": float(-b),
                      "lr_exponent_se": se_b} if slope else None,
@@ -121,22 +137,43 @@ def tune_lr(spec: LadderSpec, store: RunStore, executor: Executor, checkpoint_di
     budgets = sorted(spec.budgets)[:2]
     points = []
     for b in budgets:
-        targets = budget_targets(spec, b)
-        points.append((nearest_shape(counts, float(targets[len(targets) // 2]), shapes=shapes), b))
-    if len({i for i, _ in points}) < 2:
-        points[1] = (points[1][0] + 1, points[1][1])
+        target = float(budget_targets(spec, b)[spec.sizes_per_budget // 2])
+        if len(budgets) == 1 or (points and counts[points[0][0]] >= target):
+            target *= math.sqrt(spec.size_span)     # one budget, or both centres on one shape: a larger one
+        points.append((nearest_shape(counts, target, exclude=[i for i, _ in points], shapes=shapes), b))
     entries = sweep_entries(spec, vocab_size, family, points)
     log(f"learning-rate sweep: {len(entries)} runs at N = "
         f"{', '.join(f'{counts[i]:,}' for i, _ in points)} (x {', '.join(f'{f:g}' for f in spec.lr_sweep_factors)} "
         f"the starting rule's LR)")
     train_entries(entries, store, executor, checkpoint_dir, show_progress=show_progress, log=log)
     done = _finished(store, entries)
-    if len({r.n_active for _, r in done}) < 2 or len(done) < 6:
+    sizes = np.array([r.n_active for _, r in done], float)
+    lrs = np.array([e.config.lr for e, _ in done])
+    losses = np.array([r.final_loss for _, r in done])
+    if len(set(sizes.tolist())) < 1 or len(done) < 3:
         return spec, {"error": "too few finished sweep runs to fit an LR rule; the preset's rule is kept",
                       "rule": spec.hp_rule()}
-    fit = fit_lr_optimum(np.array([r.n_active for _, r in done]), np.array([e.config.lr for e, _ in done]),
-                         np.array([r.final_loss for _, r in done]))
-    rule = fit["rule"]
+    # a local parabola around each size's best LR; a size whose best LR is the smallest or largest tried
+    # has no interior optimum and does not enter the rule (high LRs fail erratically, seed by seed)
+    fit = fit_lr_optimum(sizes, lrs, losses, window=3)
+    interior = [s["N"] for s in fit["per_size"] if s["best_tried_interior"]]
+    for s in fit["per_size"]:
+        if not s["best_tried_interior"]:
+            log(f"warning: at N={s['N']:,.0f} the best LR tried ({s['tried'][int(np.argmin(s['losses']))]:.3g}) is at the "
+                f"edge of the sweep; this size does not enter the LR rule")
+    if not interior:
+        return spec, dict(fit, error="no size has its best LR inside the sweep; the preset's rule is kept",
+                          used=spec.hp_rule())
+    keep = np.isin(sizes, interior)
+    if len(interior) >= 2:
+        fit = dict(fit_lr_optimum(sizes[keep], lrs[keep], losses[keep], window=3), excluded_sizes=
+                   [s["N"] for s in fit["per_size"] if not s["best_tried_interior"]])
+        rule = fit["rule"]
+    else:
+        s = next(x for x in fit["per_size"] if x["best_tried_interior"])
+        rule = {"lr_ref": s["lr_opt"], "lr_ref_params": s["N"], "lr_exponent": 0.0, "lr_exponent_se": None,
+                "note": "one size with an interior optimum: a constant LR"}
+        fit = dict(fit, rule=rule)
     exponent = min(1.0, max(0.0, rule["lr_exponent"]))
     tuned = dataclasses.replace(spec, lr=rule["lr_ref"], lr_ref_params=rule["lr_ref_params"], lr_exponent=exponent)
     fit["used"] = tuned.hp_rule()
@@ -179,10 +216,11 @@ def lr_check(spec: LadderSpec, store: RunStore, executor: Executor | None = None
             out["sizes"][label] = {"error": "fewer than 3 finished sweep runs"}
             continue
         fit = fit_lr_optimum(np.array([r.n_active for _, r in done]), np.array([x.config.lr for x, _ in done]),
-                             np.array([r.final_loss for _, r in done]))
+                             np.array([r.final_loss for _, r in done]), window=3)
         s = fit["per_size"][0]
         rule_lr = spec.lr_for(counts[i])
-        s.update(budget=e.budget, rule_lr=rule_lr, rule_inside_flat_region=bool(s["flat_region"][0] <= rule_lr <= s["flat_region"][1]),
+        s.update(sweep=sorted((x.config.lr, r.final_loss) for x, r in done), fitted_on="the 3 LRs around the best",
+                 budget=e.budget, rule_lr=rule_lr, rule_inside_flat_region=bool(s["flat_region"][0] <= rule_lr <= s["flat_region"][1]),
                  rule_loss_excess=float(fit["curvature"] * math.log(rule_lr / s["lr_opt"]) ** 2 / s["loss_opt"]))
         out["sizes"][label] = s
         log(f"{label} ladder size N={counts[i]:,} at C={e.budget:.3g}: optimum lr {s['lr_opt']:.3g}, flat region "

@@ -6,8 +6,8 @@ Tissue et al. 2024, "Scaling Law with Learning Rate Annealing", https://arxiv.or
 
 ``S1`` is the forward area (the sum of the learning rate over the steps so far) and ``S2`` the annealing
 area (:func:`schedule_areas`). On this project's ladders the linear ``- C * S2`` term, fitted on short
-cooldowns, over-predicted the gain of the longer cooldown of a 10x run (forecasts 15-19% low; see
-``docs/experiments.md``), so the annealing gain here is the saturating loss drop of the multi-power law
+cooldowns, over-predicted the gain of the longer cooldown of a 10x run (forecasts 5.9% and 18.6% low on
+two ladders; see ``docs/experiments.md``), so the annealing gain here is the saturating loss drop of the multi-power law
 (Luo et al. 2025, https://arxiv.org/abs/2503.12811): each LR drop ``d_k`` buys up to ``D * d_k``, reached
 as LR area ``a_k(s)`` accumulates after it. With the model size as a second variable::
 
