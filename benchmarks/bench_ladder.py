@@ -8,8 +8,11 @@
 * the time spent designing shapes (target well under 1 s).
 
     python benchmarks/bench_ladder.py [--preset quick|smoke] [--seed 0] [--json]
+    python benchmarks/bench_ladder.py --from DIR     # a finished `scalinglab ladder --json > report.json` in DIR
 
-It trains in a fresh temporary store (nothing is reused), so it takes as long as the ladder itself.
+The first form trains in a fresh temporary store (nothing is reused), so it takes as long as the ladder
+itself; the second reads the report and the store of a ladder already run (the peak is then measured
+when the ladder started, if the report has it, else now).
 """
 from __future__ import annotations
 
@@ -20,39 +23,38 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
+from scalinglab.cost import matmul_peak
 from scalinglab.experiments.ladder import run_ladder
 from scalinglab.store import RunStore
 from scalinglab.train.executors import InlineExecutor
 from scalinglab.train.ladder import PRESETS
 
 
-def matmul_peak(n: int = 1024, reps: int = 30) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(3):
-        a @ b
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * n ** 3 * reps / (time.perf_counter() - t0)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="quick", choices=sorted(PRESETS))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--from", dest="source", type=Path, default=None,
+                    help="folder with report.json and scalinglab.db of a finished ladder")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    spec = dataclasses.replace(PRESETS[args.preset], seed=args.seed)
-    peak = matmul_peak()
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        with RunStore(Path(tmp) / "s.db") as st:
-            report = run_ladder(spec, st, executor=InlineExecutor(), checkpoint_dir=Path(tmp) / "ck",
-                                out=Path(tmp) / "out", show_progress=False, figures=False, log=lambda m: None)
-            wall = time.perf_counter() - t0
+    if args.source is not None:
+        report = json.loads((args.source / "report.json").read_text())
+        peak = report.get("machine", {}).get("fp32_matmul_peak_flops") or matmul_peak()
+        wall = report["seconds"]
+        with RunStore(args.source / "scalinglab.db") as st:
             runs = [r for r in st.runs(source="ladder") if r.status == "finished"]
+        args.preset, args.seed = "as run", report["spec"]["seed"]
+    else:
+        spec = dataclasses.replace(PRESETS[args.preset], seed=args.seed)
+        peak = matmul_peak()
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            with RunStore(Path(tmp) / "s.db") as st:
+                report = run_ladder(spec, st, executor=InlineExecutor(), checkpoint_dir=Path(tmp) / "ck",
+                                    out=Path(tmp) / "out", show_progress=False, figures=False, log=lambda m: None)
+                wall = time.perf_counter() - t0
+                runs = [r for r in st.runs(source="ladder") if r.status == "finished"]
     trained = sum(6.0 * r.n_active * r.config["batch_size"] * r.config["model"]["seq_len"] * (r.extra.get("steps_trained") or 0)
                   for r in runs)
     step_s = sum(r.extra.get("step_seconds", 0.0) for r in runs)

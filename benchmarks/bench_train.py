@@ -16,6 +16,7 @@ import time
 
 import torch
 
+from scalinglab.cost import matmul_peak
 from scalinglab.train.config import ModelConfig, RunConfig
 from scalinglab.train.model import GPT
 from scalinglab.train.run import _autocast, make_optimizers
@@ -27,16 +28,6 @@ MODELS = {
     "dense-6M": dict(d_model=256, n_layers=8, n_heads=8),
     "moe-1M-active": dict(d_model=128, n_layers=5, n_heads=8, n_experts=4, top_k=2),
 }
-
-
-def matmul_peak(dtype: torch.dtype, n: int = 1024, reps: int = 30) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * n ** 3 * reps / (time.perf_counter() - t0)
 
 
 def train_throughput(shape: dict, dtype: str, batch: int, seq: int, steps: int) -> dict:

@@ -88,14 +88,15 @@ def test_sigint_stops_cleanly_with_a_checkpoint_and_resumes_exactly(tmp_path, ti
     script.write_text(KILL_SCRIPT.replace("checkpoint_every_s=0.0", "checkpoint_every_s=1e9, progress=lambda i: print('step', i['step'], flush=True)"))
     straight = subprocess.run([sys.executable, str(script), tiny_corpus, str(tmp_path / "a"), "300"], capture_output=True,
                               text=True, check=True).stdout.split()
+    # a job started in the background inherits SIGINT ignored; give the child Python's own handler back
     proc = subprocess.Popen([sys.executable, str(script), tiny_corpus, str(tmp_path / "b"), "300"], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
+                            stderr=subprocess.DEVNULL, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler))
     for line in proc.stdout:
         if line.startswith("step") and int(line.split()[1]) >= 20:
             break
     proc.send_signal(signal.SIGINT)
-    proc.stdout.close()
-    proc.wait(timeout=60)
+    proc.communicate(timeout=60)     # keep reading: a closed pipe would stop the job with BrokenPipeError instead
     assert proc.returncode != 0
     assert list((tmp_path / "b").rglob("step_*.pt")), "SIGINT must leave a checkpoint"
     resumed = subprocess.run([sys.executable, str(script), tiny_corpus, str(tmp_path / "b"), "300"], capture_output=True,

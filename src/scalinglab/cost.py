@@ -47,17 +47,28 @@ HARDWARE = {
 }
 
 
+def matmul_peak(dtype=None, device: str = "cpu", n: int = 1024, reps: int = 20) -> float:
+    """Square-matmul FLOP/s measured now on ``device`` (``dtype`` a torch dtype; default float32): the
+    reference that achieved training FLOP/s are reported against."""
+    import torch
+    a, b = torch.randn(n, n, dtype=dtype or torch.float32, device=device), torch.randn(n, n, dtype=dtype or torch.float32,
+                                                                                       device=device)
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+    for _ in range(3):
+        a @ b
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    sync()
+    return 2 * n ** 3 * reps / (time.perf_counter() - t0)
+
+
 def measure_this_cpu(usd_per_hour: float = 0.0) -> Hardware:
     """Profile this machine on the spot: bf16 matmul peak, memory-copy bandwidth, total memory."""
     import numpy as np
     import torch
-    n = 1024
-    a = torch.randn(n, n, dtype=torch.bfloat16)
-    a @ a
-    t0 = time.perf_counter()
-    for _ in range(20):
-        a @ a
-    peak = 2 * n ** 3 * 20 / (time.perf_counter() - t0)
+    peak = matmul_peak(torch.bfloat16)
     buf = np.ones(64 * 2 ** 20 // 8)
     dst = np.empty_like(buf)
     np.copyto(dst, buf)

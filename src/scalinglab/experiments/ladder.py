@@ -28,6 +28,7 @@ import numpy as np
 from scipy import optimize
 
 from ..analysis import Selection, fit_runs, report_json, run_arrays, save_fits
+from ..cost import matmul_peak
 from ..laws import FitError
 from ..laws.curve import AnnealingCurveLaw, annealing_terms, schedule_areas
 from ..store import RunStore
@@ -241,7 +242,7 @@ def run_ladder(spec: LadderSpec, store: RunStore, *, executor: Executor | None =
     timings: dict = {}
     data = load_tokens(spec.corpus, spec.tokenizer)
     executor = executor or InlineExecutor()
-    report: dict = {"data": data.describe()}
+    report: dict = {"data": data.describe(), "machine": {"fp32_matmul_peak_flops": matmul_peak(device=spec.device)}}
     if spec.lr_sweep:
         t = time.perf_counter()
         spec, report["lr_sweep"] = tune_lr(spec, store, executor, checkpoint_dir, data.vocab_size,
