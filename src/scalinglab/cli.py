@@ -662,7 +662,7 @@ def presets_cmd(as_json: bool = JsonOpt):
 # --------------------------------------------------------------------------------------------- ladder
 @app.command("ladder")
 def ladder_cmd(
-    preset: str = typer.Option("quick", help="smoke (<1 min, checks an install), quick (~12 min on 2 cores), standard, large."),
+    preset: str = typer.Option("quick", help="smoke (~1 min, checks an install), quick (~12 min on 2 cores), standard, large."),
     moe: bool = typer.Option(False, "--moe", help="Train an iso-active Mixture-of-Experts ladder beside the dense one."),
     moe_only: bool = typer.Option(False, "--moe-only", help="Train only the MoE ladder."),
     budgets: Optional[str] = typer.Option(None, help="Comma-separated compute budgets in FLOPs (C = 6 N_active D)."),
@@ -803,7 +803,7 @@ def _print_ladder(report: dict) -> None:
                           f"({v['extrapolation']['compute_over_max_fitted']:.1f}x the largest fitted budget), N={_q(v['N'])}, "
                           f"D={_q(v['D'])}: forecast {v['predicted_loss']:.4f} [{v['interval'][0]:.4f}, {v['interval'][1]:.4f}], "
                           f"actual {v['actual_loss']:.4f} ({v['relative_error']:+.2%}; inside: {v['inside_interval']}; "
-                          f"law: {v['law']})", markup=False)
+                          f"law: {v['law']})")
             c = v.get("curve_law")
             if c and "relative_error" in c:
                 console.print(f"  curve law (independent): forecast {c['predicted_loss']:.4f} [{c['interval'][0]:.4f}, "
