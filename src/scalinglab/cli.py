@@ -662,7 +662,7 @@ def presets_cmd(as_json: bool = JsonOpt):
 # --------------------------------------------------------------------------------------------- ladder
 @app.command("ladder")
 def ladder_cmd(
-    preset: str = typer.Option("quick", help="smoke (~1 min, checks an install), quick (~12 min on 2 cores), standard, large."),
+    preset: str = typer.Option("quick", help="smoke (~1 min, checks an install), quick (~13 min on 2 cores), standard, large."),
     moe: bool = typer.Option(False, "--moe", help="Train an iso-active Mixture-of-Experts ladder beside the dense one."),
     moe_only: bool = typer.Option(False, "--moe-only", help="Train only the MoE ladder."),
     budgets: Optional[str] = typer.Option(None, help="Comma-separated compute budgets in FLOPs (C = 6 N_active D)."),
