@@ -30,7 +30,7 @@ from scipy import optimize
 from ..analysis import Selection, fit_runs, report_json, run_arrays, save_fits
 from ..cost import matmul_peak
 from ..laws import FitError
-from ..laws.curve import AnnealingCurveLaw, annealing_terms, schedule_areas
+from ..laws.curve import AnnealingCurveLaw, annealing_terms, forward_area
 from ..store import RunStore
 from ..train.config import RunConfig, param_counts, resolve_horizon
 from ..train.executors import Executor, InlineExecutor
@@ -151,7 +151,7 @@ def tune_lr(spec: LadderSpec, store: RunStore, executor: Executor, checkpoint_di
     sizes = np.array([r.n_active for _, r in done], float)
     lrs = np.array([e.config.lr for e, _ in done])
     losses = np.array([r.final_loss for _, r in done])
-    if len(set(sizes.tolist())) < 1 or len(done) < 3:
+    if len(done) < 3:
         return spec, {"error": "too few finished sweep runs to fit an LR rule; the preset's rule is kept",
                       "rule": spec.hp_rule()}
     # a local parabola around each size's best LR; a size whose best LR is the smallest or largest tried
@@ -332,8 +332,6 @@ def curve_points(store: RunStore, runs) -> dict:
             continue
         cfg = RunConfig.from_dict(r.config)
         total = resolve_horizon(cfg, r.n_active)["steps"]
-        lr = lr_schedule(cfg, total)
-        s1, _ = schedule_areas(lr, cfg.tokens_per_step)
         trunk = (r.extra or {}).get("trunk_id")
         branch = (r.extra or {}).get("branch_step")
         warm = cfg.warmup_steps or 0
@@ -349,10 +347,10 @@ def curve_points(store: RunStore, runs) -> dict:
                 pts.append((step, p["loss"]))
         if not pts:
             continue
-        d, a = annealing_terms(lr, [st for st, _ in pts])
-        for (step, loss), di, ai in zip(pts, d, a):
+        s1, d, a = schedule_terms(cfg, total, [st for st, _ in pts])
+        for (step, loss), s, di, ai in zip(pts, s1, d, a):
             N.append(r.n_active)
-            S1.append(s1[step - 1])
+            S1.append(s)
             drops.append(di)
             areas.append(ai)
             L.append(loss)
@@ -361,6 +359,14 @@ def curve_points(store: RunStore, runs) -> dict:
     out = {k: np.array(v) for k, v in dict(N=N, S1=S1, L=L, group=group, final=final).items()}
     out["drops"], out["areas"] = (np.array(drops), np.array(areas)) if drops else (np.zeros((0, 1)), np.zeros((0, 1)))
     return out
+
+
+def schedule_terms(cfg: RunConfig, total: int, steps: list[int]):
+    """The curve law's inputs at ``steps`` of a run of ``total`` steps: forward area, LR drops and the LR
+    area since each (:mod:`scalinglab.laws.curve`)."""
+    lr = lr_schedule(cfg, total)
+    drops, areas = annealing_terms(lr, steps)
+    return forward_area(lr, cfg.tokens_per_step)[np.asarray(steps) - 1], drops, areas
 
 
 def _fit_curve_law(spec, store, runs):
@@ -417,13 +423,11 @@ def _verify(spec, family, fit, chosen, curve_law, store, executor, checkpoint_di
                                   "model_error": {k: v for k, v in (law.extrapolation_ or {}).items()
                                                   if k not in ("predictions", "skipped")}}}
     if curve_law is not None:
-        lr = lr_schedule(cfg, h["steps"])
-        s1, _ = schedule_areas(lr, cfg.tokens_per_step)
-        d, a = annealing_terms(lr, [h["steps"]])
-        cl = float(curve_law.predict([n], [s1[-1]], d, a)[0])
-        clo, chi = (float(x[0]) for x in curve_law.predict_interval([n], [s1[-1]], d, a))
-        forecast["curve_law"] = {"predicted_loss": cl, "interval": [clo, chi], "S1": float(s1[-1]),
-                                 "extrapolation_factor": float(10 ** curve_law.extrapolation_distance([n], [s1[-1]])[0])}
+        s1, d, a = schedule_terms(cfg, h["steps"], [h["steps"]])
+        cl = float(curve_law.predict([n], s1, d, a)[0])
+        clo, chi = (float(x[0]) for x in curve_law.predict_interval([n], s1, d, a))
+        forecast["curve_law"] = {"predicted_loss": cl, "interval": [clo, chi], "S1": float(s1[0]),
+                                 "extrapolation_factor": float(10 ** curve_law.extrapolation_distance([n], s1)[0])}
     log(f"forecast before training ({chosen}): {family} d{model.d_model}L{model.n_layers} (N={n:,.0f}, D={D:,.0f}, "
         f"C={C:.3g}, {forecast['extrapolation']['compute_over_max_fitted']:.1f}x the largest fitted C, lr {cfg.lr:.3g}): "
         f"loss {pred:.4f} [{lo:.4f}, {hi:.4f}]"

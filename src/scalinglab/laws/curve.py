@@ -55,11 +55,17 @@ def annealing_terms(lr: np.ndarray, steps, bins: int = 48) -> tuple[np.ndarray, 
     return drops, areas
 
 
+def forward_area(lr: np.ndarray, tokens_per_step: float) -> np.ndarray:
+    """``S1`` after each step of a schedule ``lr``: the LR relative to its peak, summed, in tokens."""
+    lr = np.asarray(lr, float)
+    return np.cumsum(lr / float(np.max(lr))) * float(tokens_per_step)
+
+
 def schedule_areas(lr: np.ndarray, tokens_per_step: float, decay: float = 0.999) -> tuple[np.ndarray, np.ndarray]:
     """``S1`` (tokens at the peak rate) and ``S2`` (annealing area, in steps at the peak rate) after each
     step of a schedule ``lr`` (one value per step). Warmup (rising LR) adds no annealing area."""
     e = np.asarray(lr, float) / float(np.max(lr))
-    s1 = np.cumsum(e) * float(tokens_per_step)
+    s1 = forward_area(lr, tokens_per_step)
     drop = np.maximum(0.0, np.concatenate([[0.0], e[:-1] - e[1:]]))
     m = np.empty_like(e)
     acc = 0.0

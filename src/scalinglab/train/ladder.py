@@ -28,7 +28,7 @@ import numpy as np
 from ..store import Run, RunStore
 from .config import ModelConfig, RunConfig, branch_step_of, param_counts, resolve_horizon
 from .executors import Executor, InlineExecutor, Task
-from .run import run_id_of, to_store_record
+from .run import run_id_of, to_store_record, trunk_id_of
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -142,11 +142,11 @@ class LadderEntry:
         return run_id_of(self.config)
 
 
-def run_config(spec: LadderSpec, model: ModelConfig, flops: float, lr: float | None = None) -> RunConfig:
+def run_config(spec: LadderSpec, model: ModelConfig, flops: float) -> RunConfig:
     """The run template of a ladder for one shape and budget; LR and warmup follow the spec's rule."""
     n = param_counts(model)["active"]
     return RunConfig(model=model, corpus=spec.corpus, tokenizer=spec.tokenizer, horizon="flops", horizon_value=flops,
-                     batch_size=spec.batch_size, lr=spec.lr_for(n) if lr is None else lr,
+                     batch_size=spec.batch_size, lr=spec.lr_for(n),
                      warmup_steps=spec.warmup_steps_for(n), schedule=spec.schedule, cooldown_frac=spec.cooldown_frac,
                      seed=spec.seed, n_evals=spec.n_evals, eval_tokens=spec.eval_tokens, device=spec.device,
                      dtype=spec.dtype, compile=spec.compile)
@@ -219,7 +219,7 @@ def ladder_compute(entries: list[LadderEntry]) -> dict:
         per_step = 6.0 * n * e.config.tokens_per_step
         if e.config.schedule == "wsd" and e.config.warmup_steps is not None:
             branch = branch_step_of(e.config, h["steps"])
-            key = run_id_of_trunk(e.config)
+            key = trunk_id_of(e.config)
             trunks[key] = max(trunks.get(key, 0.0), branch * per_step)
             trained += (h["steps"] - branch) * per_step
         else:
@@ -227,11 +227,6 @@ def ladder_compute(entries: list[LadderEntry]) -> dict:
     trained += sum(trunks.values())
     return {"nominal_flops": nominal, "trained_flops": trained, "saved_fraction": 1.0 - trained / nominal if nominal else 0.0,
             "trunks": len(trunks), "convention": "C = 6 N_active D per run; WSD prefixes shared by branches counted once"}
-
-
-def run_id_of_trunk(cfg: RunConfig) -> str:
-    from ..store import config_hash
-    return config_hash(cfg.trunk_key_dict())
 
 
 class _Progress:

@@ -46,6 +46,11 @@ def run_id_of(cfg: RunConfig) -> str:
     return config_hash(cfg.key_dict())
 
 
+def trunk_id_of(cfg: RunConfig) -> str:
+    """Key of the constant-LR prefix a WSD run shares with the other branches of its trunk."""
+    return config_hash(cfg.trunk_key_dict())
+
+
 def lr_at(cfg: RunConfig, step: int, total: int) -> float:
     """Learning rate at ``step`` (0-based) of ``total``: linear warmup, then cosine decay or WSD
     (constant, then a 1-sqrt cooldown over the last ``cooldown_frac`` of the steps; Hägele et al. 2024,
@@ -200,7 +205,7 @@ def train_run(cfg: RunConfig, *, checkpoint_dir: str | Path | None = None, data:
     step, curve, init_loss, problems = 0, [], None, []
     ckpt_dir = join(checkpoint_dir, run_id) if checkpoint_dir else None
     # a WSD run with a fixed warmup shares its constant-LR prefix with every other branch of its trunk
-    trunk_id = (config_hash(cfg.trunk_key_dict())
+    trunk_id = (trunk_id_of(cfg)
                 if checkpoint_dir and branch is not None and cfg.warmup_steps is not None else None)
     trunk_dir = join(checkpoint_dir, "trunk-" + trunk_id) if trunk_id else None
     shared_from = 0
