@@ -46,6 +46,21 @@ def test_pass_at_k_vectorised_over_mixed_n_and_edge_cases():
         pass_at_k([5], [6], 1)
 
 
+@pytest.mark.parametrize("n_max", [300, 20_000, 3_000_000])
+def test_pass_at_k_any_mix_of_n_exact_to_1e10(n_max):
+    """Unequal n from tiny to millions (where plain log-gamma loses digits) against big-integer arithmetic."""
+    rng = np.random.default_rng(n_max)
+    n = rng.integers(1, n_max, 40)
+    c = rng.binomial(n, rng.beta(0.3, 2.0, n.size))
+    c[:3] = [1, 0, n[2]]                                   # one correct, none, all
+    ks = np.array([1, 2, 7, 50, 300])
+    got = pass_at_k(n, c, ks, clamp=True)
+    for i in range(n.size):
+        for j, k in enumerate(ks):
+            kk = min(int(k), int(n[i]))
+            assert abs(got[i, j] - float(exact_pass_at_k(int(n[i]), int(c[i]), kk))) <= 1e-10, (n[i], c[i], kk)
+
+
 def brute_majority(answers, correct, k, scores=None):
     """Exact maj@k: average over all k-subsets, fair ties."""
     truth = {a for a, c in zip(answers, correct) if c}

@@ -55,13 +55,14 @@ def vote_report(groups: dict, ks, *, n_resamples: int = 2000, seed: int = 0) -> 
             usable = [p for p in probs if len(g["samples"][p]) >= k]
             if not usable:
                 raise ValueError(f"k={k} exceeds the samples of every problem in {task}/{model}")
-            maj, wmaj, bon, pk = [], [], [], []
+            maj, wmaj, bon = [], [], []
+            pk = pass_at_k([len(g["samples"][p]) for p in usable],
+                           [sum(bool(r["correct"]) for r in g["samples"][p]) for p in usable], k)
             for p in usable:
                 rs = g["samples"][p]
                 ans = [r["answer"] if r["answer"] is not None else f"<none:{r['sample_id']}>" for r in rs]
                 cor = [bool(r["correct"]) for r in rs]
                 maj.append(majority_at_k(ans, cor, k, n_resamples=n_resamples, rng=rng))
-                pk.append(float(pass_at_k([len(rs)], [sum(cor)], k)[0]))
                 if has_scores:
                     sc = [r["score"] for r in rs]
                     wmaj.append(majority_at_k(ans, cor, k, scores=sc, n_resamples=n_resamples, rng=rng))

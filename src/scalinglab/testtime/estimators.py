@@ -1,9 +1,9 @@
 """Estimators for repeated sampling: pass@k, maj@k, weighted majority, best-of-n, coverage curves.
 
 * pass@k: Chen et al. 2021, "Evaluating Large Language Models Trained on Code",
-  https://arxiv.org/abs/2107.03374 -- unbiased ``1 - C(n-c, k) / C(n, k)`` in its stable product
-  form ``1 - prod_{i=n-c+1}^{n} (1 - k/i)``, evaluated as a difference of cumulative log-sums so
-  it vectorises over problems and k at once.
+  https://arxiv.org/abs/2107.03374 -- unbiased ``1 - C(n-c, k) / C(n, k)`` by log-gamma, one
+  vectorised expression for any mix of per-problem n; entries where log-gamma's cancellation would
+  cost digits (large n) are redone as the product of their ``min(c, k)`` factors ``(1 - k/i)``.
 * maj@k / best-of-n: resampling k of the n samples without replacement; ties are counted fairly
   (a tie among m answers that includes the correct one counts 1/m).
 """
@@ -13,18 +13,20 @@ import numpy as np
 
 
 def pass_at_k(n, c, k, *, clamp: bool = False) -> np.ndarray:
-    """Unbiased pass@k for problems with ``n`` samples of which ``c`` are correct.
+    """Unbiased pass@k for problems with ``n`` samples of which ``c`` are correct (any mix of n).
 
     Args:
         n, c: arrays (P,) of samples and correct samples per problem.
         k: int or array (K,) of k values.
         clamp: treat k > n as k = n instead of raising.
     Returns:
-        (P, K) array (or (P,) when k is a scalar).
+        (P, K) array (or (P,) when k is a scalar), within 1e-10 of exact rational arithmetic.
 
     Raises:
         ValueError: c > n, negative counts, k < 1, or k > n for a problem with c > 0 (unless clamp).
     """
+    from scipy.special import gammaln   # not at import time: the light commands never pay for scipy
+
     n = np.atleast_1d(np.asarray(n, dtype=np.int64))
     c = np.atleast_1d(np.asarray(c, dtype=np.int64))
     scalar_k = np.ndim(k) == 0
@@ -42,22 +44,46 @@ def pass_at_k(n, c, k, *, clamp: bool = False) -> np.ndarray:
     if over.any() and not clamp:
         i = np.argwhere(over)[0]
         raise ValueError(f"k={ks[i[1]]} > n={n[i[0]]} samples for problem {i[0]} (pass clamp=True to use k=n)")
-    out = np.zeros((n.size, ks.size))
-    for nv in np.unique(n):
-        rows = np.flatnonzero(n == nv)
-        kk = np.minimum(ks, nv) if clamp else ks
-        i = np.arange(1, nv + 1, dtype=float)
-        # log(1 - k/i) for i > k; never used where i <= k (those problems pass with certainty)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            terms = np.where(i[None, :] > kk[:, None], np.log1p(-kk[:, None] / i[None, :]), 0.0)
-        cum = np.concatenate([np.zeros((kk.size, 1)), np.cumsum(terms, axis=1)], axis=1)   # (K, n+1)
-        cc = c[rows]
-        logfail = cum[:, nv][None, :] - cum[:, nv - cc].T                                   # (R, K)
-        res = -np.expm1(logfail)
-        res = np.where((nv - cc)[:, None] < kk[None, :], 1.0, res)
-        res = np.where(cc[:, None] == 0, 0.0, res)
-        out[rows] = res
+    kk = np.minimum(ks[None, :], n[:, None])                                # (P, K)
+    fail = (n - c)[:, None]
+    open_ = (fail >= kk) & (c[:, None] > 0)          # elsewhere pass@k is exactly 0 (c = 0) or 1 (n - c < k)
+    nf, ff, kf = n.astype(float), (n - c).astype(float), kk.astype(float)
+    g_n = gammaln(nf + 1)
+    logfail = ((gammaln(ff + 1) - g_n)[:, None] - gammaln(np.maximum(ff[:, None] - kf, 0.0) + 1)
+               + gammaln(nf[:, None] - kf + 1))
+    out = np.where(open_, -np.expm1(logfail), (c > 0)[:, None].astype(float))
+    # log-gamma loses digits to cancellation at large n (rounding ~ eps * lgamma(n + 1)); those entries
+    # are redone as the product of their min(c, k) factors
+    redo = open_ & (_LGAMMA_ULPS * np.finfo(float).eps * g_n[:, None] * np.exp(logfail) > _ATOL)
+    if redo.any():
+        p, j = np.nonzero(redo)
+        out[p, j] = -np.expm1(_log_fail_by_product(n[p], c[p], kk[p, j]))
     return out[:, 0] if scalar_k else out
+
+
+_ATOL = 1e-10
+_LGAMMA_ULPS = 4.0            # rounding of the four log-gamma terms (about 2 ulps measured), with a margin
+_PRODUCT_CHUNK = 1 << 22      # factors per chunk in the exact product
+
+
+def _log_fail_by_product(n, c, k) -> np.ndarray:
+    """log C(n-c, k) / C(n, k) as a sum of min(c, k) log1p terms: ``sum_{j<c} log(1 - k/(n-j))`` when
+    c <= k, else ``sum_{j<k} log(1 - c/(n-j))``."""
+    m = np.minimum(c, k).astype(np.int64)
+    num = np.maximum(c, k)
+    ends = np.cumsum(m)
+    out = np.empty(m.size)
+    start = 0
+    while start < m.size:   # chunks of about _PRODUCT_CHUNK factors bound the memory
+        done = ends[start - 1] if start else 0
+        stop = max(int(np.searchsorted(ends, done + _PRODUCT_CHUNK, side="right")), start + 1)
+        mm = m[start:stop]
+        seg = np.repeat(np.arange(mm.size), mm)
+        j = np.arange(seg.size) - np.repeat(np.cumsum(mm) - mm, mm)
+        out[start:stop] = np.bincount(seg, weights=np.log1p(-num[start:stop][seg] / (n[start:stop][seg] - j)),
+                                      minlength=mm.size)
+        start = stop
+    return out
 
 
 def _fair_vote_credit(answers_RK: np.ndarray, weights_RK: np.ndarray, correct_code: int, n_codes: int) -> np.ndarray:
