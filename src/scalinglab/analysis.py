@@ -479,7 +479,9 @@ def save_fits(store: RunStore, report: dict, source: str) -> dict[str, int]:
         payload = law.to_dict() if hasattr(law, "to_dict") else {"law": name, "params": entry["params"]}
         payload["selection"] = report["selection"]
         payload["fit_name"] = name
-        selection = dict(report["selection"], source=source, n_runs=report["n_runs"])
+        ho = report.get("holdout") or {}
+        selection = dict(report["selection"], source=source, n_runs=report["n_runs"],
+                         n_fitted=report.get("n_fitted", report["n_runs"]), n_held_out=ho.get("n_held_out", 0))
         ids[name] = store.add_fit(name, selection, entry["params"], entry["intervals"], entry["objective"], payload)
         entry["fit_id"] = ids[name]
     return ids

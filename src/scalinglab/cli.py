@@ -59,8 +59,23 @@ def _check_bootstrap_kind(kind: str) -> None:
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def _require(extra: str, what: str, *modules: str) -> None:
+    """Refuse up front, with the install command, when ``what`` needs an optional extra that is not installed."""
+    import importlib.util
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        _fail(f"{what} needs {', '.join(missing)}, which is not installed: pip install 'scalinglab[{extra}]'")
+
+
+def _existing_store(store: Path) -> None:
+    """Refuse (never create an empty store to say there is nothing) when there is no run store."""
+    if not store.is_file():
+        _fail(f"no run store at {store}: train a ladder (scalinglab ladder) or import runs (scalinglab import) "
+              "first, or point --store at an existing store")
 
 
 def _check_device(device: str) -> None:
@@ -109,6 +124,7 @@ def import_cmd(
     as_json: bool = JsonOpt,
 ):
     """Import runs from a table into the run store (all or nothing)."""
+    _check_on_duplicate(on_duplicate)
     cols = importers.load_mapping(mapping) if mapping else {}
     cols.update({k: v for k, v in dict(n=n_col, d=d_col, c=c_col, loss=loss_col, name=name_col,
                                        unique_tokens=unique_col).items() if v})
@@ -128,6 +144,14 @@ def import_cmd(
         console.print(f"[yellow]dropped[/] {d['where']}: {d['reason']}")
 
 
+TRACKER_MODULES = {"mlflow": "mlflow", "tensorboard": "tensorboard", "wandb": "wandb"}
+
+
+def _check_on_duplicate(on_duplicate: str) -> None:
+    if on_duplicate not in ("error", "skip", "replace"):
+        _fail(f"--on-duplicate must be error, skip or replace, not {on_duplicate!r}")
+
+
 @app.command("import-tracker")
 def import_tracker_cmd(
     kind: str = typer.Argument(..., help="mlflow, tensorboard or wandb."),
@@ -137,21 +161,26 @@ def import_tracker_cmd(
     c: Optional[str] = typer.Option(None, "--c", help="Key holding C (FLOPs)."),
     loss: str = typer.Option("loss", "--loss", help="Metric/tag with the loss (its whole history becomes the curve)."),
     experiment: Optional[str] = typer.Option(None, help="MLflow experiment name (default: all)."),
-    n_convention: str = typer.Option("n_total"), on_duplicate: str = typer.Option("error"),
+    n_convention: str = typer.Option("n_total", help="What the N key counts: n_total, n_nonembedding, n_active."),
+    on_duplicate: str = typer.Option("error", help="Runs already in the store: error, skip or replace."),
     store: Path = StoreOpt, as_json: bool = JsonOpt,
 ):
     """Import runs and loss histories from MLflow, TensorBoard or Weights & Biases (all or nothing)."""
     from . import trackers
+    if kind not in TRACKER_MODULES:
+        _fail(f"unknown tracker {kind!r}; choose mlflow, tensorboard or wandb")
+    if n_convention not in importers.N_CONVENTIONS:
+        _fail(f"--n-convention must be one of {', '.join(importers.N_CONVENTIONS)}, not {n_convention!r}")
+    _check_on_duplicate(on_duplicate)
+    _require(kind, f"import-tracker {kind}", TRACKER_MODULES[kind])
     m = trackers.Mapping(n=n, d=d, c=c, loss=loss, n_convention=n_convention)
     try:
         if kind == "mlflow":
             res = trackers.read_mlflow(source, m, experiment=experiment)
         elif kind == "tensorboard":
             res = trackers.read_tensorboard(source, m)
-        elif kind == "wandb":
-            res = trackers.read_wandb(source, m)
         else:
-            _fail(f"unknown tracker {kind!r}; choose mlflow, tensorboard or wandb")
+            res = trackers.read_wandb(source, m)
         with RunStore(store) as st:
             trackers.write(res, st, on_duplicate)
     except (importers.ImportFormatError, StoreError) as e:
@@ -188,6 +217,11 @@ def runs_cmd(store: Path = StoreOpt, status: Optional[str] = typer.Option(None, 
 @app.command("export")
 def export_cmd(out: Path = typer.Argument(..., help="Output .csv, .tsv or .parquet"), store: Path = StoreOpt):
     """Export the store's runs to CSV or Parquet."""
+    if out.suffix.lower() not in (".csv", ".tsv", ".parquet"):
+        _fail(f"{out}: export writes .csv, .tsv or .parquet")
+    if out.suffix.lower() == ".parquet":
+        _require("parquet", "export to Parquet", "pyarrow")
+    _existing_store(store)
     with RunStore(store, readonly=True) as st:
         n = importers.export_runs(st.runs(), out)
     console.print(f"wrote {n} runs to {out}")
@@ -272,7 +306,10 @@ def _figures(report, N, D, C, L, out):
 
 def _print_fit_report(report: dict, source: str) -> None:
     sel = report["selection"]
-    console.print(f"[bold]{report['n_runs']} runs[/] from {source}; N = {sel['n_convention']}, C = {sel['flop_convention']}")
+    ho = report.get("holdout")
+    split = f" ({report['n_fitted']} fitted, {ho['n_held_out']} held out)" if ho else ""
+    console.print(f"[bold]{report['n_runs']} runs[/] from {escape(source)}{split}; N = {sel['n_convention']}, "
+                  f"C = {sel['flop_convention']}")
     for w in report.get("warnings", []):
         console.print(f"[yellow]warning:[/] {w}")
     for name, entry in report["fits"].items():
@@ -495,7 +532,8 @@ def _stored_law(store: Path, law_id: int, kinds: tuple[str, ...], needs: str):
     if payload.get("law") not in kinds:
         _fail(f"fit {law_id} is a {fit['law']} fit; {needs}")
     try:
-        return law_from_dict(payload), f"fit {law_id} ({fit['law']}, {fit['selection'].get('n_runs')} runs)"
+        sel = fit["selection"]
+        return law_from_dict(payload), f"fit {law_id} ({fit['law']}, {sel.get('n_fitted', sel.get('n_runs'))} runs fitted)"
     except (KeyError, ValueError) as e:
         _fail(f"fit {law_id} cannot be read back: {e}")
 
@@ -660,14 +698,24 @@ def presets_cmd(as_json: bool = JsonOpt):
 
 
 # --------------------------------------------------------------------------------------------- ladder
+EXECUTOR_MODULES = {"ray": "ray", "slurm": "submitit"}
+# wall times of the presets as measured and logged in docs/experiments.md (2 CPU cores); the README quotes
+# these same words, and tests/test_docs.py holds the three together
+PRESET_WALL_TIMES = {"smoke": "about a minute", "quick": "~13 minutes on 2 CPU cores"}
+
+
 @app.command("ladder")
 def ladder_cmd(
-    preset: str = typer.Option("quick", help="smoke (~1 min, checks an install), quick (~13 min on 2 cores), standard, large."),
+    preset: str = typer.Option("quick", help=f"smoke ({PRESET_WALL_TIMES['smoke']}: checks an install), quick "
+                                            f"({PRESET_WALL_TIMES['quick']}), standard, large."),
     moe: bool = typer.Option(False, "--moe", help="Train an iso-active Mixture-of-Experts ladder beside the dense one."),
     moe_only: bool = typer.Option(False, "--moe-only", help="Train only the MoE ladder."),
     budgets: Optional[str] = typer.Option(None, help="Comma-separated compute budgets in FLOPs (C = 6 N_active D)."),
     sizes_per_budget: Optional[int] = typer.Option(None, help="Model sizes per IsoFLOP budget (>= 3)."),
-    corpus: str = typer.Option("stdlib", help="'stdlib' (the running Python's standard library) or a folder/file/JSONL of text."),
+    corpus: str = typer.Option("stdlib", help="'stdlib' (the running Python's standard library), a folder/file/JSONL of "
+                                              "text, or a procedural task task:KIND:DIGITS[:FORMAT] (KIND addition, "
+                                              "multiplication, reverse or mix; FORMAT direct, scratchpad or mixed), "
+                                              "e.g. task:addition:2:mixed."),
     tokenizer: str = typer.Option("byte", help="byte or bpe (trained on the corpus with `tokenizers`)."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
     dtype: str = typer.Option("fp32", help="fp32 or bf16 (autocast)."),
@@ -700,6 +748,11 @@ def ladder_cmd(
     """
     import dataclasses as dc
 
+    _require("train", "scalinglab ladder", "torch")
+    if tokenizer == "bpe":
+        _require("bpe", "--tokenizer bpe", "tokenizers")
+    if executor in EXECUTOR_MODULES:
+        _require(executor, f"--executor {executor}", EXECUTOR_MODULES[executor])
     from .experiments.ladder import run_ladder
     from .train.executors import make_executor
     from .train.ladder import PRESETS
@@ -754,6 +807,7 @@ def lr_check_cmd(
     """
     import dataclasses as dc
 
+    _require("train", "scalinglab lr-check", "torch")
     from .experiments.ladder import lr_check
     from .train.ladder import PRESETS
     if preset not in PRESETS:
@@ -830,6 +884,7 @@ def samples_import_cmd(file: Path = typer.Argument(..., help="JSONL/CSV/Parquet:
                        model: Optional[str] = typer.Option(None, help="Model name if the file has none."),
                        on_duplicate: str = typer.Option("error", help="error, skip or replace."), as_json: bool = JsonOpt):
     """Import samples (validated; nothing written on any error)."""
+    _check_on_duplicate(on_duplicate)
     from .testtime.samples import import_samples
     try:
         with RunStore(store) as st:
@@ -905,8 +960,9 @@ def passk_cmd(file: Optional[Path] = typer.Argument(None, help="Samples file (el
                           f"b={law['params']['b']:.4f} {fmt_iv(iv.get('b'))}")
             if "samples_for_target" in law:
                 s = law["samples_for_target"]
-                console.print(f"  samples for coverage {s['target']}: k ≈ {s['k']:.3g} {fmt_iv(s.get('interval'))} "
-                              f"(extrapolated from k ≤ {s['fitted_k_max']:.0f})")
+                how = ("extrapolated beyond" if s["k"] > s["fitted_k_max"] else "interpolated within") \
+                    + f" the measured k ≤ {s['fitted_k_max']:.0f}"
+                console.print(f"  samples for coverage {s['target']}: k ≈ {s['k']:.3g} {fmt_iv(s.get('interval'))} ({how})")
         else:
             console.print(f"  coverage law: {law.get('error')}")
 
@@ -982,9 +1038,11 @@ def sample_cmd(checkpoint: Optional[Path] = typer.Argument(None, help="Checkpoin
                checkpoints: Path = typer.Option(Path("scalinglab-out/checkpoints")),
                seed: int = typer.Option(0), store: Path = StoreOpt, as_json: bool = JsonOpt):
     """Draw samples with a KV cache from lab checkpoints, verify them exactly, write them to the store."""
+    _require("train", "scalinglab sample", "torch")
     from .testtime.sampling import sample_task
     targets = []
     if ladder:
+        _existing_store(store)
         with RunStore(store, readonly=True) as st:
             targets = [(checkpoints / r.run_id, f"{r.name} (N={r.n_active:,.0f})") for r in st.runs(status="finished")
                        if str(r.config.get("corpus", "")).startswith(f"task:{task}")]
@@ -1018,13 +1076,33 @@ cost_app = typer.Typer(help="What it costs to train and to serve.", no_args_is_h
 app.add_typer(cost_app, name="cost")
 
 
-def _hw(name: str, hardware_file: Optional[Path]):
+UsdPerHourOpt = typer.Option(None, "--usd-per-hour", help="Price of one accelerator-hour in USD (overrides the profile's; "
+                                                          "the measured cpu profile has none).")
+
+
+def _hw(name: str, hardware_file: Optional[Path], usd_per_hour: Optional[float] = None):
+    import dataclasses as dc
+
     from . import cost
+    if usd_per_hour is not None and not (math.isfinite(usd_per_hour) and usd_per_hour >= 0):
+        _fail(f"--usd-per-hour must be a finite number >= 0, got {usd_per_hour}")
+    if name in ("cpu", "this-cpu"):
+        _require("train", "--hardware cpu (measured with torch)", "torch")
     try:
         extra = cost.load_hardware(hardware_file) if hardware_file else None
-        return cost.hardware(name, extra)
+        hw = cost.hardware(name, extra)
     except (ValueError, OSError) as e:
         _fail(str(e))
+    return hw if usd_per_hour is None else dc.replace(hw, usd_per_hour=usd_per_hour)
+
+
+def _usd(x: Optional[float], fmt: str = "{:,.3f}") -> str:
+    return "no price" if x is None else "$" + fmt.format(x)
+
+
+def _rate(x: float) -> str:
+    """A rate with three significant digits below 100 (0.976, 12.3) and whole units above (1,234)."""
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
 
 
 @cost_app.command("train")
@@ -1033,18 +1111,19 @@ def cost_train_cmd(params: str = typer.Option(..., "--params", help="Parameters 
                    hardware: str = typer.Option("H100", help="H100, A100, L4, cpu (measured now), or one from --hardware-file."),
                    hardware_file: Optional[Path] = typer.Option(None, help="TOML/JSON with more hardware profiles."),
                    mfu: float = typer.Option(0.4), gpus: int = typer.Option(1, help="Accelerators in parallel."),
-                   as_json: bool = JsonOpt):
+                   usd_per_hour: Optional[float] = UsdPerHourOpt, as_json: bool = JsonOpt):
     """Training FLOPs (6ND), GPU-hours, days on K GPUs and dollars."""
     from . import cost
     try:
-        out = cost.train_cost(parse_quantity(params), parse_quantity(tokens), _hw(hardware, hardware_file), mfu, gpus)
+        out = cost.train_cost(parse_quantity(params), parse_quantity(tokens), _hw(hardware, hardware_file, usd_per_hour),
+                              mfu, gpus)
     except ValueError as e:
         _fail(str(e))
     if as_json:
         return _emit_json(out)
     console.print(f"{_q(out['params'])} params × {_q(out['tokens'])} tokens = {out['flops']:.3g} FLOPs ({out['convention']})")
     console.print(f"{out['hardware']} at MFU {mfu:.0%}: {out['gpu_hours']:,.0f} GPU-hours = {out['days']:.1f} days on "
-                  f"{gpus} GPU(s), ${out['usd']:,.0f}")
+                  f"{gpus} GPU(s), {_usd(out['usd'], '{:,.0f}')}", markup=False)
 
 
 @cost_app.command("serve")
@@ -1058,11 +1137,12 @@ def cost_serve_cmd(params: str = typer.Option(..., "--params", help="Total param
                    experts: Optional[int] = typer.Option(None, help="Experts per MoE layer (with --top-k)."),
                    top_k: Optional[int] = typer.Option(None),
                    hardware: str = typer.Option("H100"), hardware_file: Optional[Path] = typer.Option(None),
-                   mfu: float = typer.Option(0.5), gpus: int = typer.Option(1), as_json: bool = JsonOpt):
+                   mfu: float = typer.Option(0.5), gpus: int = typer.Option(1), usd_per_hour: Optional[float] = UsdPerHourOpt,
+                   as_json: bool = JsonOpt):
     """Weight and KV-cache memory, whether it fits, and cost per million input and output tokens."""
     from . import cost
     try:
-        out = cost.serve_cost(parse_quantity(params), _hw(hardware, hardware_file),
+        out = cost.serve_cost(parse_quantity(params), _hw(hardware, hardware_file, usd_per_hour),
                               active_params=parse_quantity(active_params) if active_params else None, precision=precision,
                               context=context, batch=batch, layers=layers, kv_heads=kv_heads, head_dim=head_dim,
                               kv_precision=kv_precision, mfu=mfu, n_gpus=gpus, n_experts=experts, top_k=top_k)
@@ -1076,11 +1156,12 @@ def cost_serve_cmd(params: str = typer.Option(..., "--params", help="Total param
     console.print(f"  memory: weights {m['weights_bytes'] / 1e9:.2f} GB + KV {m['kv_cache_bytes_per_sequence'] / 1e9:.3f} GB/seq "
                   f"= {m['total_bytes'] / 1e9:.2f} GB of {m['capacity_bytes'] / 1e9:.0f} GB: "
                   + ("[green]fits[/]" if m["fits"] else "[red]does not fit[/]") + f" (max batch {m['max_batch_that_fits']})")
-    console.print(f"  decode: {d['tokens_per_s']:,.0f} tokens/s, {d['bound']}-bound; ${d['usd_per_million_output_tokens']:.3f} "
-                  f"per million output tokens")
-    console.print(f"  prefill: ${p['usd_per_million_input_tokens']:.4f} per million input tokens")
+    console.print(f"  decode: {_rate(d['tokens_per_s'])} tokens/s, {d['bound']}-bound; "
+                  f"{_usd(d['usd_per_million_output_tokens'])} per million output tokens", markup=False)
+    console.print(f"  prefill: {_rate(p['tokens_per_s'])} tokens/s; {_usd(p['usd_per_million_input_tokens'], '{:,.4f}')} per "
+                  "million input tokens", markup=False)
     if out["notes"]:
-        console.print(f"  note: {out['notes']}")
+        console.print(f"  note: {out['notes']}", markup=False)
 
 
 @app.command("quantize")
@@ -1088,9 +1169,20 @@ def quantize_cmd(store: Path = StoreOpt, checkpoints: Path = typer.Option(Path("
                  bits: str = typer.Option("8,4", help="Bit widths."), family: Optional[str] = None,
                  as_json: bool = JsonOpt):
     """Post-training int8/int4 quantization of the store's trained runs: loss increase and memory saved."""
+    _require("train", "scalinglab quantize", "torch")
+    try:
+        widths = [int(b) for b in bits.split(",")]
+    except ValueError:
+        widths = []
+    if not widths or any(b not in (4, 8) for b in widths):
+        _fail(f"--bits takes 8 and/or 4, comma-separated, not {bits!r}")
+    _existing_store(store)
     from .economics import quantization_study
     with RunStore(store) as st:
-        out = quantization_study(st, checkpoints, bits=[int(b) for b in bits.split(",")], family=family)
+        out = quantization_study(st, checkpoints, bits=widths, family=family)
+        if not out["runs"]:
+            _fail(f"nothing to quantize: no finished lab runs in {store} with a checkpoint under {checkpoints} "
+                  "(train a ladder first, or give --checkpoints)")
         st.add_decision("quantization", "ladder", "measured", out)
     if as_json:
         return _emit_json(out)
@@ -1113,6 +1205,8 @@ def distill_cmd(teacher: str = typer.Option(..., help="Run id of the teacher (it
                 store: Path = StoreOpt, checkpoints: Path = typer.Option(Path("scalinglab-out/checkpoints")),
                 as_json: bool = JsonOpt):
     """Distil a small student from a larger lab model and compare with training from scratch at equal compute."""
+    _require("train", "scalinglab distill", "torch")
+    _existing_store(store)
     from .economics import distillation_study
     log = (lambda m: err.print(m)) if as_json else console.print
     try:
@@ -1141,13 +1235,29 @@ app.add_typer(scores_app, name="scores")
 
 @scores_app.command("import")
 def scores_import_cmd(file: Path = typer.Argument(..., help="Columns: model, N, D or C, task, metric, value (loss optional)."),
-                      store: Path = StoreOpt, as_json: bool = JsonOpt):
-    """Import per-model benchmark scores (e.g. a published model suite)."""
+                      store: Path = StoreOpt,
+                      on_duplicate: str = typer.Option("error", help="Scores already in the store: error, skip or replace."),
+                      as_json: bool = JsonOpt):
+    """Import per-model benchmark scores (e.g. a published model suite).
+
+    The file (CSV/TSV/JSONL/Parquet) has one row per (model, task, metric)
+    and the columns model, task, metric, value, and C (training FLOPs) or
+    N (parameters) and D (tokens); loss is optional. Metrics: exact_match,
+    log_likelihood, task_loss, token_edit_distance, brier, or your own.
+    task_loss is the mean negative log-likelihood of the reference answer's
+    tokens in nats per token (lower is better); forecast and gate need it
+    beside the score they forecast. Example (CSV):
+
+      model,N,D,task,metric,value
+      m-1B,1e9,2e10,addition:2,exact_match,0.41
+      m-1B,1e9,2e10,addition:2,task_loss,0.62
+    """
+    _check_on_duplicate(on_duplicate)
     from .forecast.scores import parse_scores
     try:
         rows = parse_scores(file)
         with RunStore(store) as st:
-            st.add_scores(rows, on_duplicate="error")
+            st.add_scores(rows, on_duplicate=on_duplicate)
     except (importers.ImportFormatError, StoreError) as e:
         _fail(str(e))
     out = {"written": len(rows), "models": len({r["model"] for r in rows}), "tasks": sorted({r["task"] for r in rows})}
@@ -1162,11 +1272,16 @@ def evaluate_cmd(tasks: str = typer.Option("addition:2,multiplication:2,reverse:
                  family: Optional[str] = None, store: Path = StoreOpt,
                  checkpoints: Path = typer.Option(Path("scalinglab-out/checkpoints")), as_json: bool = JsonOpt):
     """Evaluate every trained checkpoint on procedural tasks under exact match and continuous metrics."""
+    _require("train", "scalinglab evaluate", "torch")
+    _existing_store(store)
     from .forecast.evaluate import evaluate_runs
-    log = (lambda m: err.print(m)) if as_json else console.print
+    log = (lambda m: err.print(m, markup=False)) if as_json else (lambda m: console.print(m, markup=False))
     try:
         with RunStore(store) as st:
             rows = evaluate_runs(st, checkpoints, tasks.split(","), n_problems=problems, family=family, log=log)
+            if not rows:
+                _fail(f"nothing to evaluate: no finished byte-tokenizer lab runs in {store} with a checkpoint under "
+                      f"{checkpoints} (train a ladder first, or give --checkpoints)")
             st.add_scores(rows)
     except (ValueError, FileNotFoundError) as e:
         _fail(str(e))
@@ -1176,6 +1291,7 @@ def evaluate_cmd(tasks: str = typer.Option("addition:2,multiplication:2,reverse:
 
 
 def _score_table(store: Path, task: str, metric: str):
+    _existing_store(store)
     with RunStore(store, readonly=True) as st:
         rows = [r for r in st.scores(task=task) if r["c"]]
     by_model: dict = {}
@@ -1280,11 +1396,32 @@ def gate_cmd(policy: Path = typer.Option(..., help="TOML policy of capability th
              run: Optional[str] = typer.Option(None, "--run", help="Run id or name of a trained run (measured evidence)."),
              plan_compute: Optional[str] = typer.Option(None, "--plan-compute", help="Compute of a planned run (forecast evidence)."),
              bootstrap: int = typer.Option(1000), store: Path = StoreOpt, as_json: bool = JsonOpt):
-    """Evaluate a run or a planned run against a release policy: pass (exit 0), review (10) or hold (20)."""
+    """Evaluate a run or a planned run against a release policy: pass (exit 0), review (10) or hold (20).
+
+    The policy is a TOML file of \\[\\[rule]] tables. A rule fires its action when
+    its condition holds for the evidence: a measured score (--run), or a
+    two-step forecast (--plan-compute) whose whole 95% interval satisfies it;
+    an interval straddling the threshold gives on_uncertain. The decision is
+    the most severe outcome; a rule without evidence holds.
+    Fields: name, task (e.g. addition:2), metric (exact_match, log_likelihood,
+    task_loss, token_edit_distance, brier), op (>=, >, <=, <), threshold,
+    action (review or hold), on_uncertain (pass, review or hold; default
+    hold), rationale (optional). Example:
+
+      \\[\\[rule]]
+      name = "addition-review"
+      task = "addition:2"
+      metric = "exact_match"
+      op = ">="
+      threshold = 0.9
+      action = "review"
+      rationale = "arithmetic at this level needs a human look"
+    """
     from .forecast import decide, load_policy
     from .forecast.gates import PolicyError
     if (run is None) == (plan_compute is None):
         _fail("give exactly one of --run or --plan-compute")
+    _existing_store(store)
     try:
         with RunStore(store, readonly=True) as st:
             known = {r["task"] for r in st.scores()}
@@ -1333,9 +1470,9 @@ def report_cmd(out: Path = typer.Option(Path("report.html"), "--out", help="The 
                static: Optional[Path] = typer.Option(None, "--static", help="Also write matplotlib PNG/SVG figures here."),
                store: Path = StoreOpt, as_json: bool = JsonOpt):
     """Write a single offline HTML report of everything in the store."""
+    _require("report", "scalinglab report", "plotly")
+    _existing_store(store)
     from .report.html import write_report
-    if not store.exists():
-        _fail(f"no run store at {store}")
     res = write_report(store, out, static_dir=static)
     if as_json:
         return _emit_json(res)
@@ -1349,6 +1486,8 @@ def report_cmd(out: Path = typer.Option(Path("report.html"), "--out", help="The 
 def serve_cmd(store: Path = StoreOpt, host: str = typer.Option("127.0.0.1", help="Address to bind (default: this machine only)."),
               port: int = typer.Option(8765)):
     """Serve a live dashboard of the store (read-only; safe while a ladder writes)."""
+    _require("serve", "scalinglab serve", "plotly", "starlette", "uvicorn")
+    _existing_store(store)
     from .report.dashboard import serve
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(f"[yellow]warning:[/] binding {host}: the dashboard has no authentication")

@@ -104,6 +104,9 @@ def hardware(name: str, extra: dict[str, Hardware] | None = None) -> Hardware:
         raise ValueError(f"unknown hardware {name!r}; known: {', '.join(table)}, cpu (measured now)") from None
 
 
+NO_PRICE = "no price for this hardware: give --usd-per-hour (or usd_per_hour in a --hardware-file profile)"
+
+
 def train_cost(n_params: float, tokens: float, hw: Hardware, mfu: float = 0.4, n_gpus: int = 1) -> dict:
     """FLOPs (6ND), GPU-hours, wall-clock days on ``n_gpus`` and dollars."""
     if not 0 < mfu <= 1:
@@ -111,7 +114,8 @@ def train_cost(n_params: float, tokens: float, hw: Hardware, mfu: float = 0.4, n
     flops = 6.0 * n_params * tokens
     gpu_hours = flops / (hw.peak_bf16 * mfu) / 3600.0
     return {"params": n_params, "tokens": tokens, "flops": flops, "hardware": hw.name, "mfu": mfu, "gpus": n_gpus,
-            "gpu_hours": gpu_hours, "days": gpu_hours / n_gpus / 24.0, "usd": gpu_hours * hw.usd_per_hour,
+            "gpu_hours": gpu_hours, "days": gpu_hours / n_gpus / 24.0,
+            "usd": gpu_hours * hw.usd_per_hour if hw.usd_per_hour > 0 else None,
             "convention": "C = 6 N D (N = active parameters)"}
 
 
@@ -155,7 +159,7 @@ def serve_cost(n_params: float, hw: Hardware, *, active_params: float | None = N
     step_bytes = read + batch * kv_seq
     t_compute, t_memory = step_compute / peak, step_bytes / bw
     t_step = max(t_compute, t_memory)
-    usd_per_s = hw.usd_per_hour * n_gpus / 3600.0
+    usd_per_s = hw.usd_per_hour * n_gpus / 3600.0 if hw.usd_per_hour > 0 else None    # None: no price known
     decode_per_m = t_step / batch * 1e6
     prefill_compute = 2 * na + attn / 2                     # causal prompt: average context T/2
     prefill_per_m = max(prefill_compute * 1e6 / peak, read / bw)
@@ -167,7 +171,10 @@ def serve_cost(n_params: float, hw: Hardware, *, active_params: float | None = N
                    "max_batch_that_fits": max(0, math.floor((capacity - weights) / kv_seq)) if kv_seq else None},
         "decode": {"compute_bound_s_per_step": t_compute, "bandwidth_bound_s_per_step": t_memory,
                    "bound": "compute" if t_compute >= t_memory else "memory bandwidth",
-                   "tokens_per_s": batch / t_step, "usd_per_million_output_tokens": decode_per_m * usd_per_s},
-        "prefill": {"usd_per_million_input_tokens": prefill_per_m * usd_per_s, "tokens_per_s": 1e6 / prefill_per_m},
-        "notes": ("layers/KV heads/head dim estimated from N (Llama-like shape)" if shape["estimated"] else ""),
+                   "tokens_per_s": batch / t_step,
+                   "usd_per_million_output_tokens": None if usd_per_s is None else decode_per_m * usd_per_s},
+        "prefill": {"usd_per_million_input_tokens": None if usd_per_s is None else prefill_per_m * usd_per_s,
+                    "tokens_per_s": 1e6 / prefill_per_m},
+        "notes": "; ".join(n for n in ("layers/KV heads/head dim estimated from N (Llama-like shape)" if shape["estimated"]
+                                       else "", "" if usd_per_s else NO_PRICE) if n),
     }

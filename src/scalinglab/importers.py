@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 
 from ._units import parse_quantity
-from .store import Run, RunStore, config_hash
+from .store import RUN_STATUSES, Run, RunStore, config_hash
 
 FIELDS = ("n", "d", "c", "loss", "name", "unique_tokens", "status", "budget", "family")
 ALIASES = {
@@ -219,14 +219,11 @@ def parse_runs(path: str | Path, mapping: dict | None = None, *, drop_invalid: b
             continue
         keys[key] = where
         status = str(row.get(cols["status"], "finished")).strip().lower() if "status" in cols else "finished"
-        if status not in {"finished", "diverged", "running", "failed"}:
-            errors.append(f"{where}: status {status!r} is not one of finished, diverged, running, failed")
+        if status not in RUN_STATUSES:
+            errors.append(f"{where}: status {status!r} is not one of {', '.join(RUN_STATUSES)}")
             continue
         extra = {k: v for k, v in row.items() if k not in cols.values()}
-        counts = {"n_total": None, "n_nonembedding": None, "n_active": None}
-        counts[n_convention] = n
-        if n_convention == "n_total":
-            counts["n_active"] = n
+        counts = param_counts_for(n, n_convention)
         key_config = {"name": name, "N": n, "D": d, "loss": loss, "source": Path(source).name}
         runs.append(Run(run_id=config_hash(key_config), name=name, source=f"import:{Path(source).name}", status=status,
                         family=str(row[cols["family"]]) if "family" in cols and row.get(cols["family"]) else None,
@@ -237,6 +234,16 @@ def parse_runs(path: str | Path, mapping: dict | None = None, *, drop_invalid: b
         more = f"\n  ... and {len(errors) - 25} more" if len(errors) > 25 else ""
         raise ImportFormatError(f"{source}: {len(errors)} problem(s), nothing imported:\n  {shown}{more}")
     return ImportResult(source=source, runs=runs, derived=sorted(derived), dropped=dropped, columns=cols)
+
+
+def param_counts_for(n: float, n_convention: str) -> dict:
+    """The store's three parameter counts for an imported N stated under ``n_convention``: a dense model's
+    total count is also its active count (the ``C = 6 N_active D`` convention); the rest stay unknown."""
+    counts = {"n_total": None, "n_nonembedding": None, "n_active": None}
+    counts[n_convention] = n
+    if n_convention == "n_total":
+        counts["n_active"] = n
+    return counts
 
 
 def import_runs(path: str | Path, store: RunStore, mapping: dict | None = None, *, drop_invalid: bool = False,

@@ -16,15 +16,17 @@ from typing import Any, Iterable, Sequence
 
 SCHEMA_VERSION = 3
 DEFAULT_STORE = "scalinglab.db"
-RUN_STATUSES = ("finished", "diverged", "running", "failed")
+RUN_STATUSES = ("queued", "running", "finished", "diverged", "failed")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
+DUPLICATE_HINT = ("keep the stored ones with --on-duplicate skip or overwrite them with --on-duplicate replace "
+                  "(on_duplicate='skip' / 'replace' from Python)")
+
+_RUNS_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
     run_id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
     source TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('finished','diverged','running','failed')),
+    status TEXT NOT NULL CHECK (status IN ('queued','running','finished','diverged','failed')),
     family TEXT,
     n_total REAL, n_nonembedding REAL, n_active REAL,
     tokens REAL, unique_tokens REAL,
@@ -36,6 +38,11 @@ CREATE TABLE IF NOT EXISTS runs (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 );
+"""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+""" + _RUNS_TABLE.replace("{name}", "runs") + """
 CREATE TABLE IF NOT EXISTS curves (
     run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
     split TEXT NOT NULL,
@@ -174,6 +181,7 @@ class RunStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(_SCHEMA)
+            self._allow_queued()
             found = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if found is None:
                 with self._db:
@@ -184,6 +192,20 @@ class RunStore:
                 with self._db:
                     self._db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
         self._db.row_factory = sqlite3.Row
+
+    def _allow_queued(self) -> None:
+        """Stores written before the ``queued`` status existed get the runs table's status check widened
+        (SQLite cannot alter a CHECK constraint, so the table is rebuilt in one transaction)."""
+        sql = self._db.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='runs'").fetchone()[0]
+        if "'queued'" in sql:
+            return
+        self._db.execute("PRAGMA foreign_keys=OFF")      # else dropping the old table would cascade to the curves
+        with self._db:      # the documented rebuild: new table, copy, drop, rename (references follow the name)
+            self._db.execute(_RUNS_TABLE.replace("{name}", "runs_new"))
+            self._db.execute("INSERT INTO runs_new SELECT * FROM runs")
+            self._db.execute("DROP TABLE runs")
+            self._db.execute("ALTER TABLE runs_new RENAME TO runs")
+        self._db.execute("PRAGMA foreign_keys=ON")
 
     def __enter__(self) -> "RunStore":
         return self
@@ -214,8 +236,7 @@ class RunStore:
         existing = self._existing_ids(ids)
         if existing and on_duplicate == "error":
             shown = ", ".join(sorted(existing)[:10])
-            raise StoreError(f"{len(existing)} run(s) already in {self.path}: {shown} "
-                             "(choose on_duplicate='skip' or 'replace')")
+            raise StoreError(f"{len(existing)} run(s) already in {self.path}: {shown}; {DUPLICATE_HINT}")
         now = time.time()
         written = 0
         with self._db:
@@ -231,7 +252,8 @@ class RunStore:
         return written
 
     def upsert_run(self, run: Run) -> None:
-        """Insert or update one run (the trainer marks runs running, then finished/diverged)."""
+        """Insert or update one run (the trainer marks runs queued, then finished, diverged or failed; progress
+        marks them running)."""
         with self._db:
             self._write_run(run, time.time())
 
@@ -250,9 +272,11 @@ class RunStore:
         self._db.execute(f"INSERT OR REPLACE INTO runs ({cols}) VALUES ({marks})", row)
 
     def set_progress(self, run_id: str, progress: dict) -> None:
-        """Record a running run's latest progress (step, loss, tokens/s, ETA) for live views."""
+        """Record a run's latest progress (step, loss, tokens/s, ETA) for live views; a ``queued`` run that
+        reports progress has started, so it becomes ``running``."""
         with self._db:
-            self._db.execute("UPDATE runs SET extra = json_set(extra, '$.progress', json(?)), updated_at=? WHERE run_id=?",
+            self._db.execute("UPDATE runs SET extra = json_set(extra, '$.progress', json(?)), updated_at=?, "
+                             "status = CASE status WHEN 'queued' THEN 'running' ELSE status END WHERE run_id=?",
                              (json.dumps(progress), time.time(), run_id))
 
     def _existing_ids(self, ids: Sequence[str]) -> set[str]:
@@ -346,7 +370,7 @@ class RunStore:
                                          "verdict", "tokens", "flops"), rows, on_duplicate)
                 self._insert("problem_counts", ("source", "task", "model", "problem", "n", "c"), counts, on_duplicate)
         except sqlite3.IntegrityError as e:
-            raise StoreError(f"samples already in {self.path} ({e}); choose on_duplicate='skip' or 'replace'") from None
+            raise StoreError(f"samples already in {self.path} ({e}); {DUPLICATE_HINT}") from None
         return len(rows) + len(counts)
 
     def _select(self, table: str, order: str, **equal) -> list[dict]:
@@ -371,7 +395,7 @@ class RunStore:
                 self._insert("scores", ("source", "model", "run_id", "n", "d", "c", "loss", "task", "metric", "value"), rows,
                              on_duplicate)
         except sqlite3.IntegrityError as e:
-            raise StoreError(f"scores already in {self.path} ({e}); choose on_duplicate='skip' or 'replace'") from None
+            raise StoreError(f"scores already in {self.path} ({e}); {DUPLICATE_HINT}") from None
         return len(rows)
 
     def scores(self, task: str | None = None, metric: str | None = None) -> list[dict]:

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from ._units import parse_quantity
-from .importers import ImportFormatError, ImportResult
+from .importers import ImportFormatError, ImportResult, param_counts_for
 from .store import Run, config_hash
 
 
@@ -64,8 +64,7 @@ def _make_run(name: str, source: str, values: dict, history: list[tuple[int, flo
         return None
     final = pts[-1][1]
     last_step = max(s for s, _ in pts) or 1
-    counts = {"n_total": None, "n_nonembedding": None, "n_active": None}
-    counts[m.n_convention] = n
+    counts = param_counts_for(n, m.n_convention)
     run = Run(run_id=config_hash({"source": source, "name": name}), name=name, source=source, tokens=d, flops_6nd=c,
               final_loss=final, config={"n_convention": m.n_convention}, extra=extra, **counts)
     curve = [{"split": "val", "step": int(s), "tokens": d * s / last_step, "flops": c * s / last_step, "loss": v}
@@ -93,6 +92,10 @@ def read_mlflow(tracking_uri: str, m: Mapping, *, experiment: str | None = None)
         tracking_uri = path.resolve().as_uri()
         # MLflow 3 keeps folder stores read-only behind this switch; reading existing runs needs it
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    elif tracking_uri.startswith("sqlite:///"):
+        path = Path(tracking_uri.removeprefix("sqlite:///"))      # sqlite:////abs.db keeps its leading slash
+        if not path.is_file():   # MLflow would create an empty tracking database there just to find no runs
+            raise ImportFormatError(f"{tracking_uri}: no such MLflow database ({path} does not exist)")
     client = MlflowClient(tracking_uri=tracking_uri)
     exps = client.search_experiments()
     if experiment is not None:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..store import RunStore
+from .._units import format_quantity
+from ..store import RUN_STATUSES, RunStore
 
 CSP = ("default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
        "img-src data: blob:; font-src data:; connect-src 'self'")
@@ -25,7 +26,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:0 auto;max-w
 h1{margin-bottom:0} .sub{color:#666;margin-top:4px} h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
 table{border-collapse:collapse;font-size:13px;width:100%} th,td{border-bottom:1px solid #eee;padding:3px 6px;text-align:right}
 th{cursor:pointer;background:#f6f6f6;position:sticky;top:0} td.l,th.l{text-align:left}
-.note{color:#555;font-size:12px;margin:4px 0 10px} .diverged{color:#b45309} .failed{color:#b91c1c} .running{color:#1d4ed8}
+.note{color:#555;font-size:12px;margin:4px 0 10px} .diverged{color:#b45309} .failed{color:#b91c1c} .running{color:#1d4ed8} .queued{color:#6b7280}
 .tag{display:inline-block;padding:0 6px;border-radius:8px;background:#eef}
 """
 
@@ -55,22 +56,51 @@ def _table(headers: list[str], rows: list[str]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
+def _compute_order(r):
+    """Runs by training compute (runs without one last), then name."""
+    return (r.flops_6nd is None, r.flops_6nd or 0.0, r.name)
+
+
 def runs_table(runs) -> str:
+    """The runs, sorted by compute, counts in the project's quantity format (the raw value sorts the column)."""
     cols = [("name", "l"), ("status", "l"), ("family", "l"), ("N_total", ""), ("N_nonembedding", ""), ("N_active", ""),
             ("D (tokens)", ""), ("C = 6ND", ""), ("C with attention", ""), ("final loss", ""), ("source", "l"),
             ("progress", "l")]
     head = "".join(f'<th class="{c}" onclick="sortTable(this)">{_e(n)}</th>' for n, c in cols)
     body = []
-    for r in runs:
+    for r in sorted(runs, key=_compute_order):
         prog = r.extra.get("progress") or {}
         ptxt = (f"step {prog.get('step')}/{prog.get('steps')}, {prog.get('tokens_per_s', 0):,.0f} tok/s, "
                 f"ETA {prog.get('eta_s', 0):.0f}s") if r.status == "running" and prog else ""
         cells = [(r.name, "l", r.name), (r.status, f"l {r.status}", r.status), (r.family or "", "l", r.family or "")]
-        for v in (r.n_total, r.n_nonembedding, r.n_active, r.tokens, r.flops_6nd, r.flops_with_attention, r.final_loss):
-            cells.append((_num(v), "", "" if v is None else repr(float(v))))
+        for v in (r.n_total, r.n_nonembedding, r.n_active, r.tokens, r.flops_6nd, r.flops_with_attention):
+            cells.append(("–" if v is None else format_quantity(v), "", "" if v is None else repr(float(v))))
+        cells.append((_num(r.final_loss, "{:.4f}"), "", "" if r.final_loss is None else repr(float(r.final_loss))))
         cells += [(r.source, "l", r.source), (ptxt, "l", ptxt)]
         body.append("<tr>" + "".join(f'<td class="{c}" data-v="{_e(v)}">{_e(t)}</td>' for t, c, v in cells) + "</tr>")
     return f'<table id="runs-table"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def fit_runs_note(selection: dict) -> str:
+    """Which runs a stored fit used: fitted and held out (fits stored before the split was recorded give the total)."""
+    n_runs = selection.get("n_runs")
+    fitted, held = selection.get("n_fitted", n_runs), selection.get("n_held_out", 0)
+    text = f"{fitted} runs fitted"
+    if held:
+        text += f", {held} held out ({selection.get('holdout')}) and forecast"
+    return text
+
+
+def budget_groups(runs, C) -> np.ndarray:
+    """Each run's IsoFLOP budget: its ``budget`` when every run has one, else the geometric mean compute of its
+    cluster in log C (:func:`scalinglab.laws.group_budgets`, as the Approach-2 fit groups runs)."""
+    from ..laws import group_budgets
+    if len(runs) and all(r.budget for r in runs):
+        return np.array([float(r.budget) for r in runs])
+    C = np.asarray(C, float)
+    labels = group_budgets(C) if len(C) else np.array([], int)
+    centres = {j: float(np.exp(np.log(C[labels == j]).mean())) for j in set(labels.tolist()) if j >= 0}
+    return np.array([centres.get(j, np.nan) for j in labels.tolist()])
 
 
 def _sections(store: RunStore) -> list[tuple[str, str, str]]:
@@ -82,9 +112,9 @@ def _sections(store: RunStore) -> list[tuple[str, str, str]]:
     out = []
     runs = store.runs()
     if runs:
-        counts = {s: sum(r.status == s for r in runs) for s in ("finished", "running", "diverged", "failed")}
+        counts = {s: sum(r.status == s for r in runs) for s in RUN_STATUSES}
         note = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
-        out.append(("runs", "Runs", f'<p class="note">{len(runs)} runs ({_e(note)}); click a header to sort. '
+        out.append(("runs", "Runs", f'<p class="note">{len(runs)} runs ({_e(note)}), by training compute; click a header to sort. '
                                     f'Parameter conventions: N_total (all), N_nonembedding (no token embedding / untied head), '
                                     f'N_active (top-k experts only). C = 6·N_active·D.</p>' + runs_table(runs)))
     # loss curves
@@ -134,7 +164,7 @@ def _sections(store: RunStore) -> list[tuple[str, str, str]]:
         table = _table(["<parameter", "value", "95% interval"], [rows])
         out.append(("frontier", "Loss vs compute, with the fitted frontier",
                     f'<p class="note">Fit {chin["fit_id"]} (Chinchilla Approach 3, Huber on log-loss, bootstrap over runs). '
-                    f'Data: {_e(chin["selection"].get("source", ""))}, {chin["selection"].get("n_runs")} runs'
+                    f'Data: {_e(chin["selection"].get("source", ""))}, {_e(fit_runs_note(chin["selection"]))}'
                     f'{", family " + _e(fam) if fam else ""}. {_e(CONVENTIONS.format(n=nconv))}.</p>'
                     + _fig_html(fig, "fig-frontier") + table))
         # allocation
@@ -147,13 +177,14 @@ def _sections(store: RunStore) -> list[tuple[str, str, str]]:
                 lo, hi = np.percentile(arr, [2.5, 97.5], axis=0)
                 fig.add_trace(go.Scatter(x=np.r_[cg, cg[::-1]], y=np.r_[hi, lo[::-1]], fill="toself", line=dict(width=0),
                                          opacity=0.25, name=f"{name} 95% interval"))
-        budgets = sorted({r.budget for r in rs if r.budget})
+        groups = budget_groups(rs, C)
+        budgets = sorted({float(g) for g in groups if np.isfinite(g)})
+        given = bool(len(rs)) and all(r.budget for r in rs)
         if len(budgets) >= 2 and len(C):
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)   # dropped IsoFLOP budgets are listed in the fit report
-                    iso = IsoFLOPApproach(n_bootstrap=0).fit(N, D, L, C=C,
-                                                             budgets=np.array([r.budget or np.nan for r in rs]))
+                    iso = IsoFLOPApproach(n_bootstrap=0).fit(N, D, L, C=C, budgets=groups if given else None)
                 fig.add_trace(go.Scatter(x=[b["C"] for b in iso.budgets_], y=[b["N_opt"] for b in iso.budgets_],
                                          mode="markers", name="N_opt per IsoFLOP budget (Approach 2)"))
             except FitError:
@@ -169,13 +200,14 @@ def _sections(store: RunStore) -> list[tuple[str, str, str]]:
         if len(budgets) >= 2:
             fig = go.Figure()
             for b in budgets:
-                grp = [(n, l) for r, n, l in zip(rs, N, L) if r.budget == b]
-                grp.sort()
+                grp = sorted((n, l) for g, n, l in zip(groups, N, L) if g == b)
                 fig.add_trace(go.Scatter(x=[g[0] for g in grp], y=[g[1] for g in grp], mode="lines+markers",
                                          name=f"C = {b:.3g}"))
             fig.update_layout(xaxis_type="log", height=400, margin=dict(t=30), xaxis_title=f"N [{nconv}]",
                               yaxis_title="final loss [nats/token]")
-            out.append(("isoflops", "IsoFLOP profiles", f'<p class="note">Runs grouped by their compute budget; '
+            how = ("their compute budget" if given else
+                   "compute (runs within 10% of each other's C share a budget, as the Approach-2 fit groups them)")
+            out.append(("isoflops", "IsoFLOP profiles", f'<p class="note">Runs grouped by {how}; '
                         f'the minimum of each profile is the compute-optimal size. {_e(CONVENTIONS.format(n=nconv))}.</p>'
                         + _fig_html(fig, "fig-isoflops")))
     decisions = store.decisions()

@@ -278,7 +278,10 @@ class _Progress:
 
 def train_entries(entries: list[LadderEntry], store: RunStore, executor: Executor, checkpoint_dir: str | Path,
                   *, show_progress: bool = True, log: Callable[[str], None] = print) -> dict:
-    """Train the entries not yet finished (or diverged) in the store; the driver writes every result."""
+    """Train the entries not yet finished (or diverged) in the store; the driver writes every result.
+
+    Runs to train are written ``queued``; the first progress report of a run marks it ``running``
+    (:meth:`RunStore.set_progress`), its result ``finished``, ``diverged`` or ``failed``."""
     todo, skipped = [], 0
     for e in entries:
         found = store.run(e.run_id)
@@ -290,7 +293,7 @@ def train_entries(entries: list[LadderEntry], store: RunStore, executor: Executo
         log(f"{skipped} run(s) already in the store: skipped")
     by_key = {e.run_id: e for e in todo}
     for e in todo:
-        placeholder = Run(run_id=e.run_id, name=e.name, source="ladder", status="running", family=e.family,
+        placeholder = Run(run_id=e.run_id, name=e.name, source="ladder", status="queued", family=e.family,
                           budget=e.budget, config=e.config.to_dict(), extra={"role": e.role, "hp_rule": e.hp_rule})
         store.upsert_run(placeholder)
     prog = _Progress(show_progress, sum(e.config.horizon_value for e in todo), log)

@@ -342,7 +342,7 @@ def to_store_record(cfg: RunConfig, result: RunResult, *, name: str, family: str
     """The store's view of a finished (or diverged) run and its loss curve."""
     c, h = result.param_counts, result.horizon
     run = Run(run_id=result.run_id, name=name, source=source,
-              status="diverged" if result.status == "diverged" else ("finished" if result.status == "finished" else "running"),
+              status={"finished": "finished", "diverged": "diverged"}.get(result.status, "queued"),  # interrupted: resumes later
               family=family, n_total=c["total"], n_nonembedding=c["nonembedding"], n_active=c["active"],
               tokens=h["tokens"], unique_tokens=result.data["train_tokens"], flops_6nd=6.0 * c["active"] * h["tokens"],
               flops_with_attention=result.flops_per_token["training"] * h["tokens"], final_loss=result.final_loss,
