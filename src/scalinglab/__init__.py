@@ -1,21 +1,36 @@
 """scalinglab: measure, fit and forecast scaling laws; plan compute; train model ladders.
 
-The public API, re-exported here; the CLI (``scalinglab``) is a thin layer over it.
+The public API, re-exported here; the CLI (``scalinglab``) is a thin layer over it. Names are imported
+on first use (PEP 562 module ``__getattr__``), so ``import scalinglab`` and the light commands stay fast.
 """
-from . import accounting
-from .analysis import Selection, fit_runs, save_fits
-from .importers import ImportFormatError, export_runs, import_runs, parse_runs
-from .laws import (ChinchillaLaw, DataConstrainedLaw, EnvelopeApproach, FitError, IsoFLOPApproach, KaplanLaw, PowerLaw,
-                   law_from_dict, preset)
-from .plan import (HARDWARE, gpu_hours_to_flops, plan_compute, plan_data_constrained, plan_for_params,
-                   plan_inference_aware, plan_target_loss)
-from .store import Run, RunStore, config_hash
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "HARDWARE", "ChinchillaLaw", "DataConstrainedLaw", "EnvelopeApproach", "FitError", "ImportFormatError",
-    "IsoFLOPApproach", "KaplanLaw", "PowerLaw", "Run", "RunStore", "Selection", "accounting", "config_hash",
-    "export_runs", "fit_runs", "gpu_hours_to_flops", "import_runs", "law_from_dict", "parse_runs", "plan_compute",
-    "plan_data_constrained", "plan_for_params", "plan_inference_aware", "plan_target_loss", "preset", "save_fits",
-]
+_SOURCES = {
+    "accounting": ".accounting",
+    "Selection": ".analysis", "fit_runs": ".analysis", "save_fits": ".analysis",
+    "ImportFormatError": ".importers", "export_runs": ".importers", "import_runs": ".importers",
+    "parse_runs": ".importers",
+    "ChinchillaLaw": ".laws", "DataConstrainedLaw": ".laws", "EnvelopeApproach": ".laws", "FitError": ".laws",
+    "IsoFLOPApproach": ".laws", "KaplanLaw": ".laws", "PowerLaw": ".laws", "law_from_dict": ".laws",
+    "preset": ".laws",
+    "HARDWARE": ".plan", "gpu_hours_to_flops": ".plan", "plan_compute": ".plan", "plan_data_constrained": ".plan",
+    "plan_for_params": ".plan", "plan_inference_aware": ".plan", "plan_target_loss": ".plan",
+    "Run": ".store", "RunStore": ".store", "config_hash": ".store",
+}
+
+__all__ = sorted(_SOURCES)
+
+
+def __getattr__(name: str):
+    if name not in _SOURCES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(_SOURCES[name], __name__)
+    value = module if name == "accounting" else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_SOURCES))

@@ -8,7 +8,6 @@ inference-aware allocation, with intervals whenever the law came from a bootstra
 from __future__ import annotations
 
 import numpy as np
-from scipy import optimize
 
 from .cost import HARDWARE, Hardware, hardware
 from .laws import ChinchillaLaw, DataConstrainedLaw, percentile_interval
@@ -133,6 +132,8 @@ def _frontier_loss(law: ChinchillaLaw, params: dict, C: float) -> float:
 
 def plan_target_loss(law: ChinchillaLaw, target: float, level: float = 0.95) -> dict:
     """Cheapest (N, D) reaching loss ``target``: the compute where the optimal frontier reaches it."""
+    from scipy import optimize   # imported on use: the light commands never pay for scipy
+
     p = law.params_
     if target <= p["E"]:
         raise ValueError(f"target loss {target} is at or below the law's irreducible loss E={p['E']:.4g}: unreachable")
@@ -167,6 +168,8 @@ def plan_inference_aware(law: ChinchillaLaw, target: float, inference_tokens: fl
 
     With many inference tokens T the optimum moves to a smaller model trained on more tokens.
     """
+    from scipy import optimize
+
     p = law.params_
     if target <= p["E"]:
         raise ValueError(f"target loss {target} is at or below the irreducible loss E={p['E']:.4g}")

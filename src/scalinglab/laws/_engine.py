@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
-from scipy import optimize
 
 _CHUNK_ELEMENTS = 2_000_000  # starts x runs per batch block (bounds memory at ~100 MB)
 
@@ -206,6 +204,8 @@ def parallel_minimise(starts, logX, logL, spec, delta, bounds, weights=None, n_j
     jobs = max(1, min(n_jobs, S // min_rows_per_job))
     if jobs == 1:
         return batched_minimise(starts, logX, logL, spec, delta, bounds, weights=weights, **kwargs)
+    from concurrent.futures import ProcessPoolExecutor
+
     cuts = np.array_split(np.arange(S), jobs)
     work = [((starts[c], logX, _pick(logL, c), spec, delta, bounds), dict(kwargs, weights=_pick(weights, c)))
             for c in cuts]
@@ -216,6 +216,8 @@ def parallel_minimise(starts, logX, logL, spec, delta, bounds, weights=None, n_j
 
 def polish(theta0: np.ndarray, logX, logL, spec: PowerSumSpec, delta: float, bounds: np.ndarray):
     """Refine one start with scipy's L-BFGS-B and the analytic gradient."""
+    from scipy import optimize   # imported on use: scipy costs the light commands most of their start-up
+
     def fun(x):
         f, g, _ = _derivatives(x[None, :], logX, logL, spec, delta, None)
         return float(f[0]), g[0]

@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from scipy import optimize, stats
 
 
 def cluster_log(values: np.ndarray, rtol: float = 0.25, max_span: float = 3.0) -> np.ndarray:
@@ -111,6 +110,8 @@ def origin_cuts(axes: dict[str, np.ndarray], min_fit_runs: int, min_test_runs: i
 
 def fit_model_error(r: np.ndarray, u: np.ndarray, s2: np.ndarray) -> dict:
     """Maximum-likelihood ``kappa`` in ``r ~ N(0, s2 + kappa^2 u^2)`` and the test of ``kappa = 0``."""
+    from scipy import optimize, stats
+
     r, u, s2 = (np.asarray(a, float) for a in (r, u, s2))
 
     def nll(kappa):

@@ -12,7 +12,6 @@ compute-optimal ones, with exponential decay constants ``R_D*`` and ``R_N*`` (Eq
 from __future__ import annotations
 
 import numpy as np
-from scipy import optimize
 
 from ._base import FitError, check_positive, percentile_interval
 from ._engine import multinomial_weights
@@ -83,6 +82,8 @@ class DataConstrainedLaw:
         return self._predict_from(self.params_, np.asarray(N, float), np.asarray(D, float), np.asarray(U, float))
 
     def _fit_decay(self, base: dict, N, D, U, L, w, start):
+        from scipy import optimize
+
         logL = np.log(L)
 
         def fun(x):
@@ -166,6 +167,8 @@ class DataConstrainedLaw:
 
     def compute_optimal(self, C, U):
         """``(N, D)`` minimising the loss at compute ``C = 6ND`` with ``U`` unique tokens available."""
+        from scipy import optimize
+
         base = ChinchillaLaw._frontier(self.params_, float(C))[0]
 
         def loss(logn):
