@@ -225,6 +225,7 @@ def test_wandb_import_with_a_recorded_api_response():
     res = trackers.read_wandb("lab/ladder", trackers.Mapping(n="n_params", d="train_tokens", loss="val/loss"), api=api)
     assert [r.name for r in res.runs] == ["gpt-20M", "gpt-80M"]
     assert res.runs[1].final_loss == 3.02 and len(res.curves[res.runs[0].run_id]) == 5
+    assert all(r.n_active == r.n_total > 0 for r in res.runs)      # as the CSV import fills it (dense: total = active)
     with pytest.raises(ImportFormatError, match="no config key 'tokens'"):
         trackers.read_wandb("lab/ladder", trackers.Mapping(n="n_params", d="tokens", loss="val/loss"), api=api)
 
