@@ -967,6 +967,71 @@ def passk_cmd(file: Optional[Path] = typer.Argument(None, help="Samples file (el
             console.print(f"  coverage law: {law.get('error')}")
 
 
+@app.command("passk-forecast")
+def passk_forecast_cmd(file: Optional[Path] = typer.Argument(None, help="Samples file (else the store)."), store: Path = StoreOpt,
+                       k: str = typer.Option("100,1000,10000", "--k", help="Comma-separated k values to forecast."),
+                       distribution: str = typer.Option("beta", "--distribution", help="beta or kumaraswamy."),
+                       zero_mass: str = typer.Option("auto", help="A share of never-solvable problems: auto, yes or no."),
+                       bootstrap: int = typer.Option(200, help="Refits on resampled problems, for the intervals."),
+                       backtest: Optional[int] = typer.Option(None, help="Keep this many samples per problem, forecast "
+                                                              "from them, and score against all the samples."),
+                       task: Optional[str] = None, model: Optional[str] = None, as_json: bool = JsonOpt):
+    """pass@k at any k from the fitted distribution of per-problem success (beta or Kumaraswamy)."""
+    if distribution not in ("beta", "kumaraswamy"):
+        _fail(f"--distribution must be beta or kumaraswamy, not {distribution!r}")
+    if zero_mass not in ("auto", "yes", "no"):
+        _fail(f"--zero-mass must be auto, yes or no, not {zero_mass!r}")
+    if bootstrap < 0 or (backtest is not None and backtest < 1):
+        _fail("--bootstrap must be >= 0 and --backtest >= 1")
+    ks = _ks(k)
+    if file is None:
+        _existing_store(store)
+    groups = _groups(file, store, task, model)
+    if not groups:
+        _fail("no samples found")
+    from .testtime.distribution import passk_forecast_report
+    try:
+        rep = passk_forecast_report(groups, ks, family=distribution, zero_mass={"yes": True, "no": False}.get(zero_mass, "auto"),
+                                    n_bootstrap=bootstrap, backtest=backtest)
+    except ValueError as e:
+        _fail(str(e))
+    if as_json:
+        return _emit_json(rep)
+    for name, g in rep["groups"].items():
+        if "error" in g:
+            console.print(f"{escape(name)}: {escape(g['error'])}", highlight=False)
+            continue
+        d, f = g["distribution"], g["forecast"]
+        iv = d["intervals"]
+        fmt = lambda key: f"{d['params'][key]:.3g}" + (f" [{iv[key][0]:.3g}, {iv[key][1]:.3g}]" if key in iv else "")  # noqa: E731
+        ns = d["never_solvable"]
+        console.print(f"{escape(name)}: {d['family']} fit to {d['n_problems']} problems ({d['n_samples']['min']}-"
+                      f"{d['n_samples']['max']} samples each): a={fmt('a')}, b={fmt('b')}; never-solvable share "
+                      + (f"{ns['share']:.3f}" + (f" [{ns['interval'][0]:.3f}, {ns['interval'][1]:.3f}]" if "interval" in ns else "")
+                         if ns["fitted"] else f"0 (not kept: likelihood-ratio {d['lr_statistic'] or 0:.2f} < 2.71)")
+                      + f"; fit vs measured pass@k up to k={g['fit_check']['k'][-1]}: max |error| {g['fit_check']['max_abs_error']:.4f}",
+                      highlight=False)
+        table = Table(title=f"{name}: pass@k forecast")
+        for col in ("k", "distribution", "95% interval", "coverage law exp(a k^b)", "measured"):
+            table.add_column(col, justify="right")
+        agg = g["aggregate"]
+        measured = dict(zip(g["measured"]["k"], g["measured"]["pass_at_k"]))
+        for i, kk in enumerate(f["k"]):
+            table.add_row(f"{kk:,.0f}", f"{f['pass_at_k'][i]:.4f}",
+                          f"[{f['lower'][i]:.4f}, {f['upper'][i]:.4f}]" if "lower" in f else "",
+                          f"{agg['pass_at_k'][i]:.4f}" if "pass_at_k" in agg else "-",
+                          f"{measured[int(kk)]:.4f}" if int(kk) in measured else "")
+        console.print(table)
+        if "backtest" in g:
+            b = g["backtest"]
+            for i, kk in enumerate(b["k"]):
+                a_err = b["aggregate"]["abs_error"][i] if "abs_error" in b["aggregate"] else float("nan")
+                console.print(f"  backtest from {b['kept_per_problem']} samples per problem, k={kk:,}: all samples "
+                              f"{b['actual'][i]:.4f}; distribution {b['distribution']['forecast']['pass_at_k'][i]:.4f} "
+                              f"(|error| {b['distribution']['abs_error'][i]:.4f}); coverage law "
+                              f"|error| {a_err:.4f}", highlight=False)
+
+
 @app.command("majk")
 def majk_cmd(file: Optional[Path] = typer.Argument(None), store: Path = StoreOpt,
              k: str = typer.Option("1,2,4,8,16", "--k"), task: Optional[str] = None, model: Optional[str] = None,
