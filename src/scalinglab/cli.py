@@ -1299,36 +1299,56 @@ app.add_typer(scores_app, name="scores")
 
 
 @scores_app.command("import")
-def scores_import_cmd(file: Path = typer.Argument(..., help="Columns: model, N, D or C, task, metric, value (loss optional)."),
+def scores_import_cmd(files: list[Path] = typer.Argument(..., help="A table (CSV/TSV/JSONL/Parquet), or lm-evaluation-harness result JSON files with --sizes."),
+                      map_: Optional[list[str]] = typer.Option(None, "--map", help="Wide tables: COLUMN=TASK:METRIC (repeat), e.g. hellaswag_bpb=hellaswag:task_loss."),
+                      map_file: Optional[Path] = typer.Option(None, "--map-file", help="Wide tables: a table with columns column, task, metric."),
+                      sizes: Optional[Path] = typer.Option(None, "--sizes", help="Harness JSON files: a table with columns file or model, N, D (optional checkpoint, final)."),
                       store: Path = StoreOpt,
                       on_duplicate: str = typer.Option("error", help="Scores already in the store: error, skip or replace."),
                       as_json: bool = JsonOpt):
-    """Import per-model benchmark scores (e.g. a published model suite).
+    """Import per-model or per-checkpoint benchmark scores (e.g. a published model ladder).
 
-    The file (CSV/TSV/JSONL/Parquet) has one row per (model, task, metric)
-    and the columns model, task, metric, value, and C (training FLOPs) or
-    N (parameters) and D (tokens); loss is optional. Metrics: exact_match,
-    log_likelihood, task_loss, token_edit_distance, brier, or your own.
-    task_loss is the mean negative log-likelihood of the reference answer's
-    tokens in nats per token (lower is better); forecast and gate need it
-    beside the score they forecast. Example (CSV):
+    Every table places models by C (training FLOPs) or N (parameters) and
+    D (tokens; at a checkpoint, the tokens seen so far). Shapes:
 
-      model,N,D,task,metric,value
-      m-1B,1e9,2e10,addition:2,exact_match,0.41
-      m-1B,1e9,2e10,addition:2,task_loss,0.62
+      long:        model,N,D,task,metric,value   (loss = the model's overall loss)
+      long by task: model,N,D,task,bpb,acc      (bpb/loss/task_loss = that task's loss)
+      wide:        model,N,D,hellaswag_bpb,hellaswag_acc,... with --map or --map-file
+      harness:     results_*.json --sizes sizes.csv
+
+    task_loss (also read from bpb, task_bpb, bits_per_byte) is the loss of the
+    correct answer, e.g. bits per byte; forecast and gate need it beside the
+    score. Optional columns checkpoint (or step) and final (true/false) mark
+    checkpoints of a run: forecasts fit task loss on final checkpoints and the
+    loss-to-score curve on all; without final, the checkpoint with the most
+    tokens is final. Example (CSV):
+
+      model,N,D,checkpoint,task,bpb,acc
+      m-1B,1e9,1e10,5000,hellaswag,0.95,0.41
+      m-1B,1e9,2e10,10000,hellaswag,0.91,0.44
     """
     _check_on_duplicate(on_duplicate)
-    from .forecast.scores import parse_scores
+    from .forecast.scores import parse_harness, parse_mapping, parse_scores
     try:
-        rows = parse_scores(file)
+        if sizes is not None:
+            if map_ or map_file:
+                _fail("--map and --map-file are for wide tables; harness files take --sizes only")
+            rows = parse_harness(files, sizes)
+        elif len(files) != 1:
+            _fail(f"give one table (got {len(files)} files); several files are lm-evaluation-harness results and need --sizes")
+        else:
+            rows = parse_scores(files[0], mapping=parse_mapping(map_, map_file))
         with RunStore(store) as st:
             st.add_scores(rows, on_duplicate=on_duplicate)
     except (importers.ImportFormatError, StoreError) as e:
         _fail(str(e))
-    out = {"written": len(rows), "models": len({r["model"] for r in rows}), "tasks": sorted({r["task"] for r in rows})}
+    runs = {r["model"].rsplit("@", 1)[0] for r in rows}
+    out = {"written": len(rows), "models": len(runs), "checkpoints": len({r["model"] for r in rows}),
+           "tasks": sorted({r["task"] for r in rows})}
     if as_json:
         return _emit_json(out)
-    console.print(f"imported {out['written']} scores of {out['models']} models on {', '.join(out['tasks'])}")
+    console.print(f"imported {out['written']} scores of {out['models']} models ({out['checkpoints']} checkpoints) "
+                  f"on {', '.join(out['tasks'])}", markup=False)
 
 
 @app.command("evaluate")
@@ -1403,6 +1423,75 @@ def _two_step(store, task, metric, bootstrap):
             cols[metric], cols["n"] if nd else None, cols["d"] if nd else None)
 
 
+def _task_ladder(store, task, metric, bootstrap, chance=None, variant="auto", n_origins=3):
+    """The task-ladder forecast, fitted, when every stored model of ``task`` has N and D and at least 6 runs
+    have a final checkpoint; None otherwise (the compute-only two-step forecast applies)."""
+    from .forecast.tasklaws import LadderPoints, TaskLadderForecast, chance_level
+    _existing_store(store)
+    with RunStore(store, readonly=True) as st:
+        rows = st.scores(task=task)
+    if not rows or not all(r["n"] and r["d"] for r in rows):
+        return None
+    try:
+        pts = LadderPoints.from_score_rows(rows, metric)
+        if pts.final.sum() < 6:
+            return None
+        return TaskLadderForecast(chance=chance_level(task) if chance is None else chance, n_bootstrap=bootstrap,
+                                  variant=variant, n_origins=n_origins).fit(pts)
+    except (FitError, ValueError) as e:
+        _fail(f"{task} {metric}: {e}")
+
+
+def _print_ladder_forecast(fc, store, task, metric, compute, params, tokens, threshold, as_json):
+    from .forecast.tasklaws import compute_for_score, param_intervals
+    out: dict = {"task": task, "metric": metric, "method": "task-ladder", "variant": fc.variant_,
+                 "step1": {"params": fc.step1_.params_}, "step2": {"params": fc.step2_, "chance": fc.chance},
+                 "single_step": {"params": fc.single_}, "intervals": param_intervals(fc),
+                 "backtest": fc.backtest_, "predictability": fc.predictability_, "fitted_on": fc.data_range_}
+    try:
+        if params or tokens:
+            if not (params and tokens):
+                _fail("give both --params and --tokens (or --compute)")
+            out["forecast"] = fc.predict(parse_quantity(params), parse_quantity(tokens))
+        elif compute:
+            out["forecast"] = fc.predict(C=parse_quantity(compute))
+        if threshold is not None:
+            out["threshold"] = compute_for_score(fc, threshold)
+    except (FitError, ValueError) as e:
+        _fail(str(e))
+    with RunStore(store) as st:
+        out["decision_id"] = st.add_decision("task-forecast", f"{task}/{metric}", "forecast", out)
+    if as_json:
+        return _emit_json(out)
+    pr, dr = fc.predictability_, fc.data_range_
+    iv = lambda v: f"[{v[0]:.4g}, {v[1]:.4g}]" if v else ""  # noqa: E731
+    console.print(f"{task} {metric}: task-ladder forecast, variant {fc.variant_} (chosen by backtest), "
+                  f"{dr['runs']} runs, {dr['checkpoints']} checkpoints, chance {fc.chance:g}", markup=False)
+    for o in fc.backtest_["origins"]:
+        console.print(f"  backtest {o['run']}: actual {o['actual_score']:.4f}; " + ", ".join(
+            f"{k} {v:.4f}" for k, v in o["predicted"].items()), markup=False)
+    if pr.get("score_noise") is None:
+        console.print(f"  predictability: {pr['note']}", markup=False)
+    else:
+        console.print(f"  predictability: checkpoint noise {100 * pr['score_noise']:.2f} points of score, "
+                      f"{100 * pr['task_loss_rel_noise']:.2f}% of task loss (last {pr['last_checkpoints']} checkpoints); "
+                      f"{pr['noise_fraction']:.2f} of the ladder's score spread"
+                      + (" -- TOO NOISY to forecast" if pr["too_noisy"] else ""), markup=False)
+    if "forecast" in out:
+        f = out["forecast"]
+        head = f"  at N={f['N']:.3g}, D={f['D']:.3g} (C={f['compute_flops']:.3g}, {f['extrapolation']['compute_over_max']:.2g}x the largest run):"
+        if f["status"] == "too_noisy":
+            console.print(f"{head} not forecast (too noisy; --json has the withheld numbers)", markup=False)
+        else:
+            i = f["intervals"]
+            console.print(f"{head} task loss {f['task_loss']:.4f} {iv(i.get('task_loss'))}, {metric} {f['score']:.4f} "
+                          f"{iv(i.get('score'))} (prediction {iv(i.get('score_prediction'))})", markup=False)
+    if "threshold" in out:
+        t = out["threshold"]
+        console.print(f"  {metric} reaches {threshold} at C ≈ {t['compute_flops']:.3g} {iv(t['intervals'].get('compute_flops'))}",
+                      markup=False)
+
+
 @app.command("forecast")
 def forecast_cmd(task: str = typer.Option(..., help="Task, e.g. addition:2."),
                  metric: str = typer.Option("exact_match"),
@@ -1410,9 +1499,23 @@ def forecast_cmd(task: str = typer.Option(..., help="Task, e.g. addition:2."),
                  params: Optional[str] = typer.Option(None, "--params"), tokens: Optional[str] = typer.Option(None, "--tokens"),
                  threshold: Optional[float] = typer.Option(None, help="Compute at which the score crosses this value."),
                  backtest_n: int = typer.Option(0, "--backtest", help="Leave out the N largest models and forecast them."),
+                 chance: Optional[float] = typer.Option(None, help="Score floor (chance level); default by task name, else 0."),
+                 variant: str = typer.Option("auto", help="Ladder forecasts: auto (backtest picks), two_step, single_step or stacked."),
                  bootstrap: int = typer.Option(1000), store: Path = StoreOpt, as_json: bool = JsonOpt):
-    """Two-step forecast: compute -> task loss (power law) -> score (sigmoid), with bootstrap intervals."""
+    """Two-step forecast: size -> task loss (power law) -> score (sigmoid), with bootstrap intervals.
+
+    When every model has N and D (a model ladder, Bhagia et al. 2024):
+    task loss = E + A/N^alpha + B/D^beta on final checkpoints, score =
+    sigmoid of task loss from the chance level to a fitted ceiling on all
+    checkpoints, a joint bootstrap over runs, the variant (two_step,
+    single_step, stacked) chosen by a rolling-origin backtest on the ladder,
+    and the task's checkpoint noise; a task too noisy to forecast is
+    flagged and its score withheld. Otherwise: task loss = E + (C_c/C)^alpha.
+    """
     from .forecast import backtest
+    ladder = _task_ladder(store, task, metric, bootstrap, chance, variant, max(3, backtest_n))
+    if ladder is not None:
+        return _print_ladder_forecast(ladder, store, task, metric, compute, params, tokens, threshold, as_json)
     fc, C, TL, S, N, D = _two_step(store, task, metric, bootstrap)
     out: dict = {"task": task, "metric": metric}
     try:
@@ -1454,6 +1557,19 @@ def forecast_cmd(task: str = typer.Option(..., help="Task, e.g. addition:2."),
             console.print(f"  backtest at C={r['compute_flops']:.3g}: predicted {r['predicted_score']:.4f} "
                           f"{fmt_iv(r['intervals'].get('score'))}, actual {r['actual_score']:.4f}; task loss predicted "
                           f"{r['predicted_task_loss']:.4f} vs actual {r['actual_task_loss']:.4f}")
+
+
+def _ladder_evidence(fc, C, metric):
+    """Gate evidence from a task-ladder forecast at compute ``C``, naming the forecast. A task too noisy to
+    forecast gives an interval over the whole score range, so the rule's on_uncertain applies."""
+    p = fc.predict(C=C)
+    used = {"method": "task-ladder", "variant": p["variant"], "N": p["N"], "D": p["D"], "status": p["status"],
+            "predictability": p["predictability"], "backtest_mean_abs_error": p["backtest"]["mean_abs_error"]}
+    if metric == "task_loss":
+        return {"value": p["task_loss"], "interval": p["intervals"].get("task_loss"), "kind": "forecast", "forecast": used}
+    if p["status"] == "too_noisy":
+        return {"value": p["withheld"]["score"], "interval": [fc.chance, 1.0], "kind": "forecast (too noisy)", "forecast": used}
+    return {"value": p["score"], "interval": p["intervals"].get("score"), "kind": "forecast", "forecast": used}
 
 
 @app.command("gate")
@@ -1501,8 +1617,12 @@ def gate_cmd(policy: Path = typer.Option(..., help="TOML policy of capability th
                 C = parse_quantity(plan_compute)
                 subject = f"plan:C={C:.3g}"
                 for rule in rules:
-                    fc, Cs, TL, S, Ns, Ds = _two_step(store, rule.task,
-                                                      rule.metric if rule.metric != "task_loss" else "exact_match", bootstrap)
+                    score_metric = rule.metric if rule.metric != "task_loss" else "exact_match"
+                    ladder = _task_ladder(store, rule.task, score_metric, bootstrap)
+                    if ladder is not None:
+                        evidence[(rule.task, rule.metric)] = _ladder_evidence(ladder, C, rule.metric)
+                        continue
+                    fc, Cs, TL, S, Ns, Ds = _two_step(store, rule.task, score_metric, bootstrap)
                     fc.fit(Cs, TL, S, N=Ns, D=Ds)
                     p = fc.predict(C)
                     if rule.metric == "task_loss":

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 METRICS = {"exact_match": "higher", "log_likelihood": "higher", "token_edit_distance": "lower", "brier": "lower",
-           "task_loss": "lower"}
-BOUNDED = {"exact_match": (0.0, 1.0), "brier": (0.0, 2.0)}
+           "task_loss": "lower", "acc": "higher", "acc_norm": "higher"}   # acc, acc_norm: multiple-choice accuracy
+BOUNDED = {"exact_match": (0.0, 1.0), "brier": (0.0, 2.0), "acc": (0.0, 1.0), "acc_norm": (0.0, 1.0)}
 
 
 def edit_distance(a, b) -> int:
