@@ -1,5 +1,6 @@
 import sqlite3
 
+import numpy as np
 import pytest
 
 from scalinglab._units import format_quantity, parse_quantity
@@ -31,7 +32,7 @@ def _run(i, **kw):
 def test_store_schema_wal_and_roundtrip(tmp_path):
     path = tmp_path / "s.db"
     with RunStore(path) as st:
-        assert st.schema_version() == 3
+        assert st.schema_version() == 4
         st.add_runs([_run(0), _run(1, status="diverged")], curves={_run(0).run_id: [
             {"step": 1, "tokens": 10, "flops": 60, "loss": 5.0}, {"step": 2, "tokens": 20, "flops": 120, "loss": 4.0}]})
         assert [r.name for r in st.runs(status="finished")] == ["r0"]
@@ -58,3 +59,70 @@ def test_duplicates_refused_and_nothing_written(tmp_path):
 def test_config_hash_is_order_independent():
     assert config_hash({"a": 1, "b": 2}) == config_hash({"b": 2, "a": 1})
     assert config_hash({"a": 1}) != config_hash({"a": 2})
+
+
+def test_curves_stored_as_arrays_roundtrip_exactly(tmp_path):
+    rng = np.random.default_rng(0)
+    step = np.arange(0, 5000, 7)
+    affine = {"step": step, "tokens": step * 524288.0, "flops": step * 524288.0 * 6 * 1.234567e8,
+              "loss": 3 + rng.normal(0, 0.01, step.size)}
+    ragged = {"step": step[::-1], "tokens": np.cumsum(rng.random(step.size))[::-1], "flops": rng.random(step.size),
+              "loss": np.where(step % 3 == 0, np.nan, rng.random(step.size))[::-1], "split": "train"}
+    with RunStore(tmp_path / "s.db") as st:
+        st.add_runs([_run(0), _run(1)], curves={_run(0).run_id: affine, _run(1).run_id: ragged})
+        got = st.curves()
+        assert set(got) == {_run(0).run_id}                          # split "val" by default
+        for k in ("step", "tokens", "flops", "loss"):
+            np.testing.assert_array_equal(got[_run(0).run_id][k], affine[k])
+            np.testing.assert_array_equal(st.curves(split="train")[_run(1).run_id][k], ragged[k][::-1])
+        pts = st.curve(_run(1).run_id, "train")
+        assert pts[0]["loss"] is None and pts[1]["step"] == 7 and isinstance(pts[1]["step"], int)
+        # points at stored steps replace them; new steps are added in order
+        st.add_curve(_run(0).run_id, [{"step": 7, "tokens": 1.0, "flops": 2.0, "loss": 9.0},
+                                      {"step": 5001, "tokens": 3.0, "flops": 4.0, "loss": None}])
+        c = st.curves([_run(0).run_id])[_run(0).run_id]
+        assert c["step"].size == step.size + 1 and c["loss"][1] == 9.0 and c["tokens"][1] == 1.0
+        assert c["step"][-1] == 5001 and np.isnan(c["loss"][-1])
+        st.delete_runs([_run(0).run_id])
+        assert st.curve(_run(0).run_id) == []
+
+
+def _schema3_store(path, n_runs, n_points):
+    db = sqlite3.connect(path)
+    db.executescript("""
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    INSERT INTO meta VALUES ('schema_version', '3');
+    CREATE TABLE runs (run_id TEXT PRIMARY KEY, name TEXT NOT NULL, source TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('queued','running','finished','diverged','failed')), family TEXT,
+        n_total REAL, n_nonembedding REAL, n_active REAL, tokens REAL, unique_tokens REAL, flops_6nd REAL,
+        flops_with_attention REAL, final_loss REAL, budget REAL, config TEXT NOT NULL DEFAULT '{}',
+        extra TEXT NOT NULL DEFAULT '{}', created_at REAL NOT NULL, updated_at REAL NOT NULL);
+    CREATE TABLE curves (run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE, split TEXT NOT NULL,
+        step INTEGER NOT NULL, tokens REAL NOT NULL, flops REAL NOT NULL, loss REAL, PRIMARY KEY (run_id, split, step));
+    """)
+    rows = []
+    for i in range(n_runs):
+        db.execute("INSERT INTO runs VALUES (?, ?, 'x', 'finished', NULL, 1, NULL, 1, 1, NULL, 6, NULL, 3, NULL, "
+                   "'{}', '{}', ?, 0)", (f"r{i}", f"r{i}", i))
+        rows += [(f"r{i}", split, s, s * 10.0 + i, s * 60.0 + i, None if s == 3 else 5.0 / (s + 1) + i)
+                 for split in ("val", "train") for s in range(n_points)]
+    db.executemany("INSERT INTO curves VALUES (?,?,?,?,?,?)", rows)
+    db.commit()
+    db.close()
+    return rows
+
+
+def test_schema3_store_read_only_then_migrated_to_arrays(tmp_path):
+    path = tmp_path / "old.db"
+    rows = _schema3_store(path, n_runs=4, n_points=50)
+    want = {(r, sp, s): {"step": s, "tokens": t, "flops": f, "loss": v} for r, sp, s, t, f, v in rows}
+    with RunStore(path, readonly=True) as ro:                      # read as it is, nothing written
+        assert ro.curve("r2", "train") == [want[("r2", "train", s)] for s in range(50)]
+        assert ro.schema_version() == 3
+    with RunStore(path) as st:
+        assert st.schema_version() == 4
+        assert st._db.execute("SELECT name FROM sqlite_master WHERE name='curves'").fetchone() is None
+        for r in ("r0", "r3"):
+            for sp in ("val", "train"):
+                assert st.curve(r, sp) == [want[(r, sp, s)] for s in range(50)]
+        assert sorted(st.curves()) == ["r0", "r1", "r2", "r3"]

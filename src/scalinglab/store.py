@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
 import sqlite3
+import struct
 import time
+import zlib
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DEFAULT_STORE = "scalinglab.db"
 RUN_STATUSES = ("queued", "running", "finished", "diverged", "failed")
 
@@ -43,14 +46,12 @@ CREATE TABLE IF NOT EXISTS {name} (
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """ + _RUNS_TABLE.replace("{name}", "runs") + """
-CREATE TABLE IF NOT EXISTS curves (
+CREATE TABLE IF NOT EXISTS curve_arrays (
     run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
     split TEXT NOT NULL,
-    step INTEGER NOT NULL,
-    tokens REAL NOT NULL,
-    flops REAL NOT NULL,
-    loss REAL,
-    PRIMARY KEY (run_id, split, step)
+    n_points INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (run_id, split)
 );
 CREATE TABLE IF NOT EXISTS fits (
     fit_id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -188,10 +189,24 @@ class RunStore:
                     self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             elif int(found[0]) > SCHEMA_VERSION:
                 raise StoreError(f"{self.path} has schema version {found[0]}, newer than this scalinglab ({SCHEMA_VERSION})")
-            elif int(found[0]) < SCHEMA_VERSION:  # older stores gain the new tables above; nothing else changed
+            elif int(found[0]) < SCHEMA_VERSION:  # older stores gain the new tables above and their curves as arrays
                 with self._db:
+                    self._migrate_curves()
                     self._db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
         self._db.row_factory = sqlite3.Row
+        # a read-only store older than schema 4 keeps its curves one row per point until opened for writing
+        self._point_rows = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='curves'").fetchone() is not None
+
+    def _migrate_curves(self) -> None:
+        """Schema 3 -> 4: curves kept one row per point become one compressed array per (run, split)."""
+        if self._db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='curves'").fetchone() is None:
+            return
+        rows = self._db.execute("SELECT run_id, split, step, tokens, flops, loss FROM curves ORDER BY run_id, split, step")
+        for (run_id, split), pts in itertools.groupby(rows, key=lambda r: (r[0], r[1])):
+            pts = list(pts)
+            self._put_curve(run_id, split, _columns_from_points([dict(zip(_CURVE_FIELDS, p[2:])) for p in pts]))
+        self._db.execute("DROP TABLE curves")
 
     def _allow_queued(self) -> None:
         """Stores written before the ``queued`` status existed get the runs table's status check widened
@@ -220,11 +235,12 @@ class RunStore:
         return f"RunStore({str(self.path)!r})"
 
     # runs ---------------------------------------------------------------------------------------
-    def add_runs(self, runs: Sequence[Run], curves: dict[str, Iterable[dict]] | None = None, *,
+    def add_runs(self, runs: Sequence[Run], curves: dict[str, Iterable[dict] | Mapping] | None = None, *,
                  on_duplicate: str = "error") -> int:
-        """Insert runs (and optional curves keyed by run_id) in one transaction.
+        """Insert runs (and optional curves keyed by run_id) in one transaction, as batched statements.
 
         Args:
+            curves: per run_id, point dicts (see :meth:`add_curve`) or one mapping of columns.
             on_duplicate: ``"error"`` (refuse the whole batch, naming the clashing ids),
                 ``"skip"`` (keep what is stored) or ``"replace"``.
         Returns:
@@ -237,19 +253,16 @@ class RunStore:
         if existing and on_duplicate == "error":
             shown = ", ".join(sorted(existing)[:10])
             raise StoreError(f"{len(existing)} run(s) already in {self.path}: {shown}; {DUPLICATE_HINT}")
+        keep = [r for r in runs if not (r.run_id in existing and on_duplicate == "skip")]
+        created = self._created_at([r.run_id for r in keep if r.run_id in existing])
         now = time.time()
-        written = 0
         with self._db:
-            for run in runs:
-                if run.run_id in existing and on_duplicate == "skip":
-                    continue
-                self._write_run(run, now)
-                written += 1
+            self._db.executemany(self._insert_run_sql, [self._run_row(r, now, created.get(r.run_id)) for r in keep])
             for run_id, points in (curves or {}).items():
                 if run_id in existing and on_duplicate == "skip":
                     continue
                 self._write_curve(run_id, points)
-        return written
+        return len(keep)
 
     def upsert_run(self, run: Run) -> None:
         """Insert or update one run (the trainer marks runs queued, then finished, diverged or failed; progress
@@ -257,19 +270,30 @@ class RunStore:
         with self._db:
             self._write_run(run, time.time())
 
+    _insert_run_sql = (f"INSERT OR REPLACE INTO runs ({', '.join(_RUN_COLUMNS)}) "
+                       f"VALUES ({', '.join(':' + c for c in _RUN_COLUMNS)})")
+
     def _write_run(self, run: Run, now: float) -> None:
+        self._db.execute(self._insert_run_sql, self._run_row(run, now, self._created_at([run.run_id]).get(run.run_id)))
+
+    @staticmethod
+    def _run_row(run: Run, now: float, created_at: float | None) -> dict:
         if run.status not in RUN_STATUSES:
             raise ValueError(f"status {run.status!r} is not one of {RUN_STATUSES}")
-        row = dataclasses.asdict(run)
+        row = {c: _clean(getattr(run, c)) for c in _RUN_COLUMNS}
         row["config"] = json.dumps(run.config, sort_keys=True, default=str)
         row["extra"] = json.dumps(run.extra, sort_keys=True, default=str)
-        old = self._db.execute("SELECT created_at FROM runs WHERE run_id=?", (run.run_id,)).fetchone()
-        row["created_at"] = old[0] if old else (run.created_at or now)
+        row["created_at"] = created_at if created_at is not None else (run.created_at or now)
         row["updated_at"] = now
-        row = {k: _clean(v) for k, v in row.items()}
-        cols = ", ".join(_RUN_COLUMNS)
-        marks = ", ".join(f":{c}" for c in _RUN_COLUMNS)
-        self._db.execute(f"INSERT OR REPLACE INTO runs ({cols}) VALUES ({marks})", row)
+        return row
+
+    def _created_at(self, ids: Sequence[str]) -> dict[str, float]:
+        found: dict[str, float] = {}
+        for i in range(0, len(ids), 500):
+            chunk = list(ids[i:i + 500])
+            q = f"SELECT run_id, created_at FROM runs WHERE run_id IN ({','.join('?' * len(chunk))})"
+            found.update((r[0], r[1]) for r in self._db.execute(q, chunk))
+        return found
 
     def set_progress(self, run_id: str, progress: dict) -> None:
         """Record a run's latest progress (step, loss, tokens/s, ETA) for live views; a ``queued`` run that
@@ -280,12 +304,7 @@ class RunStore:
                              (json.dumps(progress), time.time(), run_id))
 
     def _existing_ids(self, ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        for i in range(0, len(ids), 500):
-            chunk = list(ids[i:i + 500])
-            q = f"SELECT run_id FROM runs WHERE run_id IN ({','.join('?' * len(chunk))})"
-            found.update(r[0] for r in self._db.execute(q, chunk))
-        return found
+        return set(self._created_at(ids))
 
     def run(self, run_id: str) -> Run | None:
         row = self._db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
@@ -310,25 +329,66 @@ class RunStore:
 
     def delete_runs(self, run_ids: Sequence[str]) -> None:
         with self._db:
-            self._db.executemany("DELETE FROM curves WHERE run_id=?", [(i,) for i in run_ids])
+            self._db.executemany("DELETE FROM curve_arrays WHERE run_id=?", [(i,) for i in run_ids])
             self._db.executemany("DELETE FROM runs WHERE run_id=?", [(i,) for i in run_ids])
 
     # curves -------------------------------------------------------------------------------------
-    def add_curve(self, run_id: str, points: Iterable[dict]) -> None:
-        """Append loss-curve points: dicts with split, step, tokens, flops, loss."""
+    def add_curve(self, run_id: str, points: Iterable[dict] | Mapping) -> None:
+        """Add loss-curve points: dicts with split, step, tokens, flops, loss, or one mapping of columns
+        (arrays ``step``, ``tokens``, ``flops``, ``loss`` and a ``split``). Points at a step already stored
+        for that split replace it."""
         with self._db:
             self._write_curve(run_id, points)
 
-    def _write_curve(self, run_id: str, points: Iterable[dict]) -> None:
-        self._db.executemany(
-            "INSERT OR REPLACE INTO curves (run_id, split, step, tokens, flops, loss) VALUES (?,?,?,?,?,?)",
-            [(run_id, p.get("split", "val"), int(p["step"]), float(p["tokens"]), float(p["flops"]),
-              _clean(float(p["loss"])) if p.get("loss") is not None else None) for p in points])
+    def _write_curve(self, run_id: str, points: Iterable[dict] | Mapping) -> None:
+        if isinstance(points, Mapping):
+            by_split = {points.get("split", "val"): _columns_from_arrays(points)}
+        else:
+            groups: dict[str, list[dict]] = {}
+            for p in points:
+                groups.setdefault(p.get("split", "val"), []).append(p)
+            by_split = {split: _columns_from_points(pts) for split, pts in groups.items()}
+        for split, cols in by_split.items():
+            old = self._db.execute("SELECT data FROM curve_arrays WHERE run_id=? AND split=?", (run_id, split)).fetchone()
+            if old is not None:
+                cols = _merge_columns(_unpack_curve(old[0]), cols)
+            self._put_curve(run_id, split, cols)
+
+    def _put_curve(self, run_id: str, split: str, cols: dict) -> None:
+        self._db.execute("INSERT OR REPLACE INTO curve_arrays (run_id, split, n_points, data) VALUES (?,?,?,?)",
+                         (run_id, split, len(cols["step"]), _pack_curve(cols)))
 
     def curve(self, run_id: str, split: str = "val") -> list[dict]:
-        rows = self._db.execute("SELECT step, tokens, flops, loss FROM curves WHERE run_id=? AND split=? ORDER BY step",
-                                (run_id, split))
-        return [dict(r) for r in rows]
+        """One run's curve as point dicts (step, tokens, flops, loss), by step."""
+        cols = self.curves([run_id], split).get(run_id)
+        if cols is None:
+            return []
+        loss = [None if v != v else v for v in cols["loss"].tolist()]        # NaN marks a missing loss
+        return [{"step": s, "tokens": t, "flops": f, "loss": v}
+                for s, t, f, v in zip(cols["step"].tolist(), cols["tokens"].tolist(), cols["flops"].tolist(), loss)]
+
+    def curves(self, run_ids: Sequence[str] | None = None, split: str = "val") -> dict[str, dict]:
+        """Curves of many runs in one query: ``{run_id: {"step", "tokens", "flops", "loss": numpy arrays}}``
+        (a missing loss is NaN); all runs with a curve when ``run_ids`` is None."""
+        if self._point_rows:
+            return self._curves_from_point_rows(run_ids, split)
+        q, args = "SELECT run_id, data FROM curve_arrays WHERE split=?", [split]
+        if run_ids is None:
+            return {r[0]: _unpack_curve(r[1]) for r in self._db.execute(q, args)}
+        wanted = list(run_ids)
+        out: dict[str, dict] = {}
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i:i + 500]
+            rows = self._db.execute(f"{q} AND run_id IN ({','.join('?' * len(chunk))})", args + chunk)
+            out.update((r[0], _unpack_curve(r[1])) for r in rows)
+        return out
+
+    def _curves_from_point_rows(self, run_ids, split) -> dict[str, dict]:
+        wanted = None if run_ids is None else set(run_ids)
+        rows = self._db.execute("SELECT run_id, step, tokens, flops, loss FROM curves WHERE split=? "
+                                "ORDER BY run_id, step", (split,))
+        return {run_id: _columns_from_points([dict(zip(_CURVE_FIELDS, p[1:])) for p in pts])
+                for run_id, pts in itertools.groupby(rows, key=lambda r: r[0]) if wanted is None or run_id in wanted}
 
     # fits ---------------------------------------------------------------------------------------
     def add_fit(self, law: str, selection: dict, params: dict, intervals: dict, objective: float | None,
@@ -433,3 +493,89 @@ def _row_to_fit(row: sqlite3.Row) -> dict:
     for key in ("selection", "params", "intervals", "payload"):
         d[key] = json.loads(d[key])
     return d
+
+
+# curves as arrays -------------------------------------------------------------------------------
+# One blob per (run, split): a header, then the columns zlib-compressed with their bytes shuffled
+# (byte k of every value together, which is what makes float64 curves compress). tokens and flops are
+# usually step x a constant; then only the constant is kept. numpy is imported on use, so opening the
+# store stays light.
+_CURVE_FIELDS = ("step", "tokens", "flops", "loss")
+_CURVE_MAGIC = b"SLC1"
+_CURVE_HEADER = struct.Struct("<4sIBdd")          # magic, points, per-step flags (tokens, flops), both ratios
+
+
+def _columns_from_points(points: Sequence[dict]) -> dict:
+    import numpy as np
+    return _columns_from_arrays({
+        "step": np.fromiter((int(p["step"]) for p in points), np.int64, len(points)),
+        "tokens": np.fromiter((float(p["tokens"]) for p in points), float, len(points)),
+        "flops": np.fromiter((float(p["flops"]) for p in points), float, len(points)),
+        "loss": np.fromiter((np.nan if p.get("loss") is None else float(p["loss"]) for p in points), float,
+                            len(points))})
+
+
+def _columns_from_arrays(cols: Mapping) -> dict:
+    """Validated columns sorted by step, the last value kept where a step repeats; non-finite losses -> NaN."""
+    import numpy as np
+    step = np.asarray(cols["step"], dtype=np.int64)
+    out = {"step": step, **{k: np.asarray(cols[k], dtype=float).reshape(-1) for k in ("tokens", "flops")}}
+    loss = cols.get("loss")
+    out["loss"] = np.full(step.size, np.nan) if loss is None else np.array(loss, dtype=float).reshape(-1)  # None -> NaN
+    out["loss"][~np.isfinite(out["loss"])] = np.nan
+    if any(out[k].shape != step.shape for k in _CURVE_FIELDS):
+        raise ValueError(f"curve columns differ in length: {({k: out[k].size for k in _CURVE_FIELDS})}")
+    order = np.argsort(step, kind="stable")
+    if step.size and (np.diff(step[order]) == 0).any():                  # a repeated step: the last one wins
+        _, last = np.unique(step[order][::-1], return_index=True)
+        order = order[::-1][last]
+    return {k: v[order] for k, v in out.items()}
+
+
+def _merge_columns(old: dict, new: dict) -> dict:
+    import numpy as np
+    return _columns_from_arrays({k: np.concatenate([old[k], new[k]]) for k in _CURVE_FIELDS})
+
+
+def _shuffle(a) -> bytes:
+    return a.view("u1").reshape(-1, a.itemsize).T.tobytes()
+
+
+def _unshuffle(buf: bytes, dtype, n: int):
+    import numpy as np
+    dt = np.dtype(dtype)
+    return np.frombuffer(buf, np.uint8).reshape(dt.itemsize, n).T.copy().view(dt).reshape(n)
+
+
+def _pack_curve(cols: dict) -> bytes:
+    import numpy as np
+    step = cols["step"].astype("<i8")
+    flags, ratios, stored = 0, [0.0, 0.0], [step]
+    for i, key in enumerate(("tokens", "flops")):
+        x = cols[key].astype("<f8")
+        r = float(x[-1] / step[-1]) if step.size and step[-1] else 0.0
+        if step.size and np.array_equal(step * r, x):
+            flags |= 1 << i
+            ratios[i] = r
+        else:
+            stored.append(x)
+    stored.append(cols["loss"].astype("<f8"))
+    body = b"".join(_shuffle(a) for a in stored)
+    return _CURVE_HEADER.pack(_CURVE_MAGIC, step.size, flags, *ratios) + zlib.compress(body, 6)
+
+
+def _unpack_curve(blob: bytes) -> dict:
+    magic, n, flags, *ratios = _CURVE_HEADER.unpack_from(blob)
+    if magic != _CURVE_MAGIC:
+        raise StoreError(f"unknown curve encoding {magic!r}")
+    body = zlib.decompress(blob[_CURVE_HEADER.size:])
+    step = _unshuffle(body[:8 * n], "<i8", n)
+    out, at = {"step": step}, 8 * n
+    for i, key in enumerate(("tokens", "flops")):
+        if flags & (1 << i):
+            out[key] = step * ratios[i]
+        else:
+            out[key] = _unshuffle(body[at:at + 8 * n], "<f8", n)
+            at += 8 * n
+    out["loss"] = _unshuffle(body[at:at + 8 * n], "<f8", n)
+    return out
