@@ -13,8 +13,10 @@ import numpy as np
 
 
 def _rates(p, tpr, fpr):
+    """Per-problem acceptance rates; ``tpr`` and ``fpr`` are scalars or per-problem arrays (P,)."""
     p = np.asarray(p, float)
-    if not (0 <= tpr <= 1 and 0 <= fpr <= 1):
+    tpr, fpr = np.asarray(tpr, float), np.asarray(fpr, float)
+    if not (np.all((0 <= tpr) & (tpr <= 1)) and np.all((0 <= fpr) & (fpr <= 1))):
         raise ValueError("tpr and fpr must be in [0, 1]")
     acc_c, acc_w = p * tpr, (1 - p) * fpr
     return acc_c, acc_w, 1.0 - acc_c - acc_w
@@ -48,12 +50,29 @@ def expected_reward(p, ks, tpr: float, fpr: float, false_positive_cost: float) -
     return (o["correct"] - false_positive_cost * o["wrong"]).mean(axis=0)
 
 
-def optimal_attempts(p, tpr: float, fpr: float, false_positive_cost: float, k_max: int = 1000) -> dict:
-    """The attempt budget k in 1..k_max maximising expected reward."""
+def optimal_attempts(p, tpr, fpr, false_positive_cost: float, k_max: int = 1000, *, abstain: bool = True,
+                     flat_tolerance: float = 0.01) -> dict:
+    """The attempt budget k in 1..k_max maximising expected reward, or k = 0 (do not answer, reward 0)
+    when ``abstain`` and every budget loses in expectation; with the flat region around the best: the
+    contiguous range of k whose reward is within ``flat_tolerance`` (relative) of the best.
+
+    Returns:
+        ``k``, ``reward``, ``abstain`` (True when not answering is best), ``reward_at_1``,
+        ``reward_at_k_max``, ``best_answering`` (k, reward of the best k >= 1), ``flat_region``
+        ([k_lo, k_hi] or None when abstaining), ``flat_tolerance``.
+    """
     ks = np.arange(1, k_max + 1)
     r = expected_reward(p, ks, tpr, fpr, false_positive_cost)
     i = int(np.argmax(r))
-    return {"k": int(ks[i]), "reward": float(r[i]), "reward_at_1": float(r[0]), "reward_at_k_max": float(r[-1])}
+    best = float(r[i])
+    out = {"k": int(ks[i]), "reward": best, "abstain": False, "reward_at_1": float(r[0]), "reward_at_k_max": float(r[-1]),
+           "best_answering": {"k": int(ks[i]), "reward": best}, "flat_tolerance": flat_tolerance}
+    if abstain and best <= 0:
+        return out | {"k": 0, "reward": 0.0, "abstain": True, "flat_region": None}
+    near = r >= best - flat_tolerance * abs(best)
+    lo = i - int(np.argmin(near[i::-1])) + 1 if not near[:i + 1].all() else 0
+    hi = i + int(np.argmin(near[i:])) - 1 if not near[i:].all() else ks.size - 1
+    return out | {"flat_region": [int(ks[lo]), int(ks[hi])]}
 
 
 def simulate(p, ks, tpr: float, fpr: float, *, n_trials: int = 2000, seed: int = 0) -> dict:
@@ -74,3 +93,67 @@ def simulate(p, ks, tpr: float, fpr: float, *, n_trials: int = 2000, seed: int =
         out["wrong"].append(float((within & ~got).mean()))
         out["none"].append(float((~within).mean()))
     return {key: np.array(v) for key, v in out.items()}
+
+
+def false_positive_rates(p, *, solved: float, unsolved: float) -> np.ndarray:
+    """Per-problem false-positive rates modelled on the model's per-problem success p: ``unsolved`` where
+    the model never succeeds (p = 0), ``solved`` where it always does, linear in between -- the
+    pattern of the "Inference Scaling fLaws" analysis, where verifiers pass more wrong answers on the
+    problems a model finds hard."""
+    p = np.asarray(p, float)
+    if not (0 <= solved <= 1 and 0 <= unsolved <= 1):
+        raise ValueError("false-positive rates must be in [0, 1]")
+    return unsolved + (solved - unsolved) * np.clip(p, 0.0, 1.0)
+
+
+def score_separation(tpr, fpr) -> np.ndarray:
+    """d' of the equal-variance Gaussian scorer behind a verifier with (tpr, fpr) at its threshold:
+    scores ~ N(d', 1) for correct samples and N(0, 1) for wrong ones, ``d' = z(tpr) - z(fpr)``
+    (rates clipped to [1e-9, 1 - 1e-9] so a perfect verifier stays finite)."""
+    from scipy.special import ndtri
+    tpr, fpr = np.clip(np.asarray(tpr, float), 1e-9, 1 - 1e-9), np.clip(np.asarray(fpr, float), 1e-9, 1 - 1e-9)
+    return ndtri(tpr) - ndtri(fpr)
+
+
+def best_of_n_accuracy(p, ks, tpr, fpr) -> np.ndarray:
+    """Per-problem probability (P, K) that the highest-scored of k samples is correct, when the
+    verifier's score (not its verdict) ranks them: ``int k p phi(s - d) [p Phi(s - d) + (1 - p) Phi(s)]^(k-1) ds``
+    by quadrature, with d from :func:`score_separation`."""
+    from scipy.special import log_ndtr
+    p = np.atleast_1d(np.asarray(p, float))
+    d = np.broadcast_to(score_separation(tpr, fpr), p.shape)
+    s = np.linspace(-12.0, float(d.max()) + 12.0, 4001)
+    ds = s[1] - s[0]
+    with np.errstate(divide="ignore"):
+        log_top_c = np.log(p)[:, None] - 0.5 * (s[None, :] - d[:, None]) ** 2 - 0.5 * np.log(2 * np.pi)
+        log_below = np.logaddexp(np.log(p)[:, None] + log_ndtr(s[None, :] - d[:, None]),
+                                 np.log1p(-p)[:, None] + log_ndtr(s)[None, :])
+    out = []
+    for k in np.atleast_1d(ks):
+        out.append(np.exp(np.log(k) + log_top_c + (k - 1) * log_below).sum(axis=1) * ds)
+    return np.clip(np.stack(out, axis=1), 0.0, 1.0)
+
+
+def strategies_at_equal_samples(p, ks, tpr, fpr, false_positive_cost: float, majority=None) -> dict:
+    """Accuracy and expected reward (+1 correct, ``-cost`` wrong, 0 no answer) of the ways to spend k
+    samples per problem: ``verifier`` (resample until the verifier accepts, at most k; no answer if it
+    never does), ``best_of_n`` (answer with the top-scored of k), ``majority`` (plurality answer of k,
+    given as per-problem accuracies (P, K) from the sampled answers) and ``oracle`` (pass@k: any correct
+    sample is found). Every strategy but ``verifier`` always answers."""
+    p = np.asarray(p, float)
+    ks = np.atleast_1d(np.asarray(ks, int))
+    o = outcome_probabilities(p, ks, tpr, fpr)
+    out = {"k": ks.tolist(), "verifier": {"accuracy": o["correct"].mean(axis=0), "wrong": o["wrong"].mean(axis=0)}}
+    bon = best_of_n_accuracy(p, ks, tpr, fpr)
+    out["best_of_n"] = {"accuracy": bon.mean(axis=0), "wrong": 1 - bon.mean(axis=0)}
+    oracle = 1 - np.power(1 - p[:, None], ks[None, :])
+    out["oracle"] = {"accuracy": oracle.mean(axis=0), "wrong": 1 - oracle.mean(axis=0)}
+    if majority is not None:
+        m = np.asarray(majority, float).mean(axis=0)
+        out["majority"] = {"accuracy": m, "wrong": 1 - m}
+    for name in ("verifier", "best_of_n", "oracle", "majority"):
+        if name in out:
+            v = out[name]
+            v["reward"] = v["accuracy"] - false_positive_cost * v["wrong"]
+            out[name] = {key: val.tolist() for key, val in v.items()}
+    return out
