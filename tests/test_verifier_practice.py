@@ -81,3 +81,30 @@ def test_strategies_at_equal_samples():
     assert all((np.array(r[s]["accuracy"]) <= np.array(r["oracle"]["accuracy"]) + 1e-9).all() for s in ("verifier", "best_of_n"))
     assert r["best_of_n"]["accuracy"][0] == pytest.approx(P_TRUE.mean(), abs=1e-6)
     np.testing.assert_allclose(r["verifier"]["reward"], np.array(r["verifier"]["accuracy"]) - 2.0 * np.array(r["verifier"]["wrong"]))
+
+
+def test_cli_verifier_abstains_reports_the_flat_region_and_compares(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from scalinglab.cli import app
+    rng = np.random.default_rng(5)
+    lines = []
+    for q, p in enumerate([0.05, 0.2, 0.5, 0.8]):
+        for j in range(16):
+            ok = rng.random() < p
+            lines.append({"problem": f"q{q}", "sample_id": j, "answer": "42" if ok else str(rng.integers(0, 3)), "correct": int(ok)})
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    base = ["verifier", str(path), "--task", "t", "--model", "m", "--k-max", "16", "--no-figures"]
+    res = CliRunner().invoke(app, base + ["--fpr", "0.01,0.3", "--fpr-unsolved", "0.5", "--cost", "4", "--compare", "--json"])
+    assert res.exit_code == 0, res.output
+    g = json.loads(res.stdout)["groups"]["t/m"]
+    assert g["by_fpr"]["0.3"]["optimal"]["abstain"] and g["by_fpr"]["0.3"]["optimal"]["k"] == 0
+    st = g["by_fpr"]["0.01"]["strategies"]
+    assert st["k"] == [1, 2, 4, 8, 16] and set(st) >= {"verifier", "best_of_n", "majority", "oracle"}
+    res = CliRunner().invoke(app, base + ["--fpr", "0,0.3", "--cost", "4"])
+    assert res.exit_code == 0 and "do not answer" in res.output and "within 1% of the best" in res.output
+    res = CliRunner().invoke(app, base + ["--fpr-unsolved", "1.5"])
+    assert res.exit_code == 2 and "--fpr-unsolved" in res.output and "Traceback" not in res.output

@@ -1067,14 +1067,20 @@ def verifier_cmd(file: Optional[Path] = typer.Argument(None), store: Path = Stor
                  fpr: str = typer.Option("0,0.05,0.2", help="False-positive rates (1 - soundness), comma-separated."),
                  cost: float = typer.Option(1.0, help="Cost of a wrong accepted answer, relative to a correct one."),
                  k_max: int = typer.Option(256, help="Largest attempt budget."),
+                 fpr_unsolved: Optional[float] = typer.Option(None, help="Per-problem FPR: each --fpr is the rate where the "
+                                                              "model always succeeds, this where it never does (linear)."),
+                 abstain: bool = typer.Option(True, help="Allow not answering (reward 0) when every budget loses."),
+                 compare: bool = typer.Option(False, help="Verifier vs best-of-n vs majority vote at equal samples."),
                  task: Optional[str] = None, model: Optional[str] = None,
                  out: Path = typer.Option(Path("scalinglab-out/testtime")), figures: bool = typer.Option(True),
                  as_json: bool = JsonOpt):
     """Resampling against an imperfect verifier: accuracy vs attempts, its ceiling, the best budget."""
     from .testtime.analysis import verifier_report
+    if k_max < 1 or not 0 <= tpr <= 1 or (fpr_unsolved is not None and not 0 <= fpr_unsolved <= 1):
+        _fail("--k-max must be >= 1 and --tpr, --fpr-unsolved in [0, 1]")
     try:
         rep = verifier_report(_groups(file, store, task, model), tpr=tpr, fprs=[float(x) for x in fpr.split(",")],
-                              cost=cost, k_max=k_max)
+                              cost=cost, k_max=k_max, fpr_unsolved=fpr_unsolved, abstain=abstain, compare=compare)
     except ValueError as e:
         _fail(str(e))
     if figures and rep["groups"]:
@@ -1088,8 +1094,19 @@ def verifier_cmd(file: Optional[Path] = typer.Argument(None), store: Path = Stor
             table.add_column(col, justify="right")
         for f, r in g["by_fpr"].items():
             table.add_row(f, f"{r['accuracy'][0]:.4f}", f"{r['accuracy'][-1]:.4f}", f"{r['ceiling']:.4f}",
-                          str(r["optimal"]["k"]), f"{r['optimal']['reward']:.4f}")
+                          "abstain" if r["optimal"]["abstain"] else str(r["optimal"]["k"]), f"{r['optimal']['reward']:.4f}")
         console.print(table)
+        for f, r in g["by_fpr"].items():
+            o = r["optimal"]
+            console.print(f"  FPR {f}: " + (f"do not answer: the best budget (k={o['best_answering']['k']}) loses "
+                                            f"{-o['best_answering']['reward']:.4f} per problem" if o["abstain"] else
+                                            f"any k from {o['flat_region'][0]} to {o['flat_region'][1]} is within "
+                                            f"{o['flat_tolerance']:.0%} of the best reward"), highlight=False)
+            if "strategies" in r:
+                st = r["strategies"]
+                names = [x for x in ("verifier", "best_of_n", "majority", "oracle") if x in st]
+                console.print("    at equal samples k=" + ",".join(map(str, st["k"])) + ": " + "; ".join(
+                    f"{x} " + "/".join(f"{v:.3f}" for v in st[x]["accuracy"]) for x in names) + " (accuracy)", highlight=False)
 
 
 @app.command("sample")

@@ -7,7 +7,8 @@ import numpy as np
 from ..laws import FitError
 from .estimators import best_of_n, coverage_curve, majority_at_k, pass_at_k
 from .laws import CoverageLaw
-from .verifier import accuracy_ceiling, accuracy_vs_attempts, optimal_attempts, simulate
+from .verifier import (accuracy_ceiling, accuracy_vs_attempts, false_positive_rates, optimal_attempts, simulate,
+                       strategies_at_equal_samples)
 
 
 def passk_report(groups: dict, ks, *, n_bootstrap: int = 1000, clamp: bool = False, target: float | None = None,
@@ -77,19 +78,38 @@ def vote_report(groups: dict, ks, *, n_resamples: int = 2000, seed: int = 0) -> 
 
 
 def verifier_report(groups: dict, *, tpr: float, fprs, cost: float, k_max: int, simulate_trials: int = 2000,
-                    seed: int = 0) -> dict:
-    """Accuracy vs attempts with an imperfect verifier: closed form, simulation, ceiling, best budget."""
+                    seed: int = 0, fpr_unsolved: float | None = None, abstain: bool = True, flat_tolerance: float = 0.01,
+                    compare: bool = False, n_resamples: int = 500) -> dict:
+    """Accuracy vs attempts with an imperfect verifier: closed form, simulation, ceiling, best budget
+    (or abstaining) with its flat region. With ``fpr_unsolved`` each listed FPR is the rate on problems
+    the model always solves and ``fpr_unsolved`` the rate where it never does (linear in between,
+    per problem). With ``compare``: verifier vs best-of-n vs majority vote (from the sampled answers)
+    vs pass@k at equal samples."""
     ks = np.unique(np.geomspace(1, k_max, 24).astype(int))
     out = {}
+    rng = np.random.default_rng(seed)
     for (task, model), g in sorted(groups.items()):
         p = g["c"] / g["n"]
-        entry = {"task": task, "model": model, "k": ks.tolist(), "tpr": tpr, "false_positive_cost": cost, "by_fpr": {}}
+        entry = {"task": task, "model": model, "k": ks.tolist(), "tpr": tpr, "false_positive_cost": cost,
+                 "fpr_unsolved": fpr_unsolved, "by_fpr": {}}
+        if compare:
+            kc = [int(k) for k in 2 ** np.arange(int(np.log2(min(k_max, g["n"].min()))) + 1)]
+            entry["compare_k"] = kc
+            maj = None
+            if g["samples"] and all(len(g["samples"].get(q, ())) for q in g["problems"]):
+                maj = np.array([[majority_at_k([r["answer"] if r["answer"] is not None else f"<none:{r['sample_id']}>"
+                                                for r in g["samples"][q]], [bool(r["correct"]) for r in g["samples"][q]],
+                                               k, n_resamples=n_resamples, rng=rng) for k in kc] for q in g["problems"]])
         for fpr in fprs:
-            acc = accuracy_vs_attempts(p, ks, tpr, fpr)
-            sim = simulate(p, ks, tpr, fpr, n_trials=simulate_trials, seed=seed)
+            f = false_positive_rates(p, solved=fpr, unsolved=fpr_unsolved) if fpr_unsolved is not None else fpr
+            acc = accuracy_vs_attempts(p, ks, tpr, f)
+            sim = simulate(p, ks, tpr, f, n_trials=simulate_trials, seed=seed)
             entry["by_fpr"][str(fpr)] = {"accuracy": acc.tolist(), "simulated_accuracy": sim["correct"].tolist(),
-                                         "ceiling": accuracy_ceiling(p, tpr, fpr),
-                                         "optimal": optimal_attempts(p, tpr, fpr, cost, k_max)}
+                                         "ceiling": accuracy_ceiling(p, tpr, f),
+                                         "optimal": optimal_attempts(p, tpr, f, cost, k_max, abstain=abstain,
+                                                                     flat_tolerance=flat_tolerance)}
+            if compare:
+                entry["by_fpr"][str(fpr)]["strategies"] = strategies_at_equal_samples(p, kc, tpr, f, cost, majority=maj)
         out[f"{task}/{model}"] = entry
     return {"groups": out}
 

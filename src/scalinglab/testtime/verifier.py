@@ -75,7 +75,7 @@ def optimal_attempts(p, tpr, fpr, false_positive_cost: float, k_max: int = 1000,
     return out | {"flat_region": [int(ks[lo]), int(ks[hi])]}
 
 
-def simulate(p, ks, tpr: float, fpr: float, *, n_trials: int = 2000, seed: int = 0) -> dict:
+def simulate(p, ks, tpr, fpr, *, n_trials: int = 2000, seed: int = 0) -> dict:
     """Monte Carlo of the resampling loop; agrees with :func:`outcome_probabilities` in expectation."""
     rng = np.random.default_rng(seed)
     p = np.asarray(p, float)
@@ -83,6 +83,7 @@ def simulate(p, ks, tpr: float, fpr: float, *, n_trials: int = 2000, seed: int =
     kmax = int(ks.max())
     P = p.size
     correct = rng.random((n_trials, P, kmax)) < p[None, :, None]
+    tpr, fpr = (np.asarray(x, float)[:, None] if np.ndim(x) else x for x in (tpr, fpr))   # per problem: (P, 1)
     accept = np.where(correct, rng.random(correct.shape) < tpr, rng.random(correct.shape) < fpr)
     first = np.where(accept.any(axis=2), accept.argmax(axis=2), kmax)          # index of first acceptance
     got = np.take_along_axis(correct, np.minimum(first, kmax - 1)[..., None], axis=2)[..., 0]
