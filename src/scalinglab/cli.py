@@ -935,7 +935,7 @@ def passk_cmd(file: Optional[Path] = typer.Argument(None, help="Samples file (el
     try:
         rep = passk_report(groups, _ks(k), n_bootstrap=bootstrap, clamp=clamp, target=target)
     except ValueError as e:
-        _fail(str(e))
+        _fail(str(e).replace("pass clamp=True", "give --k up to the samples drawn, or --clamp"))
     rep["frontier"] = compute_frontier(list(rep["groups"].values()))
     if figures:
         from .report.figures import coverage_figures
@@ -1419,11 +1419,15 @@ def emergence_cmd(task: str = typer.Option(..., help="Task, e.g. addition:2."), 
     if as_json:
         return _emit_json(res)
     t = Table(title=f"{task}: discontinuous vs continuous metrics across scale")
-    for col in ("model", "C", "val loss", "exact match", "log-lik", "edit dist", "Brier"):
+    for col in ("model", "C", "val loss", "exact match", "log-lik", "task loss", "edit dist", "Brier"):
         t.add_column(col, justify="right")
+    def cell(r, key, fmt):
+        return "-" if r.get(key) is None else fmt.format(r[key])
+
     for r in table:
-        t.add_row(r["model"], f"{r['c']:.3g}", f"{r['loss']:.4f}" if r["loss"] else "-", f"{r.get('exact_match', 0):.3f}",
-                  f"{r.get('log_likelihood', 0):.3f}", f"{r.get('token_edit_distance', 0):.2f}", f"{r.get('brier', 0):.3f}")
+        t.add_row(escape(r["model"]), f"{r['c']:.3g}", cell(r, "loss", "{:.4f}"), cell(r, "exact_match", "{:.3f}"),
+                  cell(r, "log_likelihood", "{:.3f}"), cell(r, "task_loss", "{:.3f}"), cell(r, "token_edit_distance", "{:.2f}"),
+                  cell(r, "brier", "{:.3f}"))
     console.print(t)
     for p in paths:
         if p.endswith(".png"):

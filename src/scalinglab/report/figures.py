@@ -209,14 +209,20 @@ def emergence_figure(table: list[dict], task: str, out: str | Path) -> list[str]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     axes[0].plot(C, [r["exact_match"] for r in table], "o", color="C3")
     axes[0].set_ylabel("exact match (discontinuous)")
-    axes[1].plot(C, [r["log_likelihood"] for r in table], "o", color="C0")
+    # imported scores may carry only task_loss, which is the negative mean log-likelihood by convention
+    axes[1].plot(C, [r.get("log_likelihood", -r["task_loss"]) for r in table], "o", color="C0")
     axes[1].set_ylabel("mean log-likelihood of the answer (continuous)")
-    axes[2].plot(C, [r.get("brier", np.nan) for r in table], "o", color="C2", label="Brier")
-    ax2 = axes[2].twinx()
-    ax2.plot(C, [r.get("token_edit_distance", np.nan) for r in table], "s", color="C4", label="token edit distance")
-    axes[2].set_ylabel("Brier score (continuous, lower is better)")
-    ax2.set_ylabel("token edit distance")
-    for ax in axes:
+    shown = list(axes[:2])
+    if any(r.get(k) is not None for r in table for k in ("brier", "token_edit_distance")):   # lab evaluations have them
+        axes[2].plot(C, [r.get("brier", np.nan) for r in table], "o", color="C2", label="Brier")
+        ax2 = axes[2].twinx()
+        ax2.plot(C, [r.get("token_edit_distance", np.nan) for r in table], "s", color="C4", label="token edit distance")
+        axes[2].set_ylabel("Brier score (continuous, lower is better)")
+        ax2.set_ylabel("token edit distance")
+        shown.append(axes[2])
+    else:
+        axes[2].set_visible(False)
+    for ax in shown:
         ax.set_xscale("log")
         ax.set_xlabel("training compute C = 6·N_active·D [FLOPs]")
     fig.suptitle(f"{task}: the same models, 'emergent' under exact match, smooth under continuous metrics "
