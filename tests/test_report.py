@@ -155,3 +155,43 @@ def test_dashboard_binds_locally_by_default_and_warns_otherwise(tmp_path, monkey
     assert calls == ["127.0.0.1"]
     with pytest.warns(RuntimeWarning, match="no authentication"):
         dashboard.serve(tmp_path / "s.db", host="0.0.0.0")
+
+
+def test_downsample_log_keeps_ends_and_is_dense_early():
+    from scalinglab.report.html import downsample_log
+    idx = downsample_log(1000, 32)
+    assert idx[0] == 0 and idx[-1] == 999 and idx.size <= 32 and (np.diff(idx) > 0).all()
+    assert (idx < 100).sum() > (idx >= 500).sum()          # log-spaced: most points where the curve bends
+    np.testing.assert_array_equal(downsample_log(5, 32), np.arange(5))
+
+
+def test_many_curves_drawn_per_family_with_webgl_and_down_sampled(tmp_path):
+    from scalinglab.report.html import CURVE_POINTS_PER_RUN, RUNS_PER_TRACE_LIMIT, _curves_section
+    steps = np.arange(1, 2001)
+    runs = [Run(run_id=f"r{i}", name=f"r{i}", source="t", family=("dense", "moe")[i % 2], n_total=1e6, tokens=1e9)
+            for i in range(RUNS_PER_TRACE_LIMIT + 10)]
+    with RunStore(tmp_path / "s.db") as st:
+        st.add_runs(runs, curves={r.run_id: {"step": steps, "tokens": steps * 1e3, "flops": steps * 6e9,
+                                             "loss": 3 + 1 / steps} for r in runs})
+        _, _, page = _curves_section(st, st.runs())
+    assert page.count('"connectgaps":false') == 2 and '"type":"scattergl"' in page    # two WebGL traces
+    assert "dense (30 runs)" in page and "moe (30 runs)" in page
+    assert f"at most {CURVE_POINTS_PER_RUN[1]} log-spaced points" in page
+
+
+def test_dashboard_cache_refreshes_when_the_store_changes(tmp_path):
+    from scalinglab.report.dashboard import PageCache
+    path = tmp_path / "s.db"
+    with RunStore(path) as st:
+        st.add_runs([Run(run_id="a", name="a", source="t")])
+    cache, renders = PageCache(path), []
+
+    def render():
+        with RunStore(path, readonly=True) as ro:
+            renders.append(len(ro.runs()))
+        return str(renders[-1])
+
+    assert cache.get("index", render) == "1" and cache.get("index", render) == "1" and renders == [1]
+    with RunStore(path) as st:
+        st.add_runs([Run(run_id="b", name="b", source="t")])
+    assert cache.get("index", render) == "2" and renders == [1, 2]

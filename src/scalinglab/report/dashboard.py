@@ -1,5 +1,6 @@
 """The local dashboard: the report's views served live from the store (read-only, so a ladder can
-write at the same time), with the runs table refreshing every two seconds.
+write at the same time), with the runs table refreshing every two seconds. Rendered pages are cached
+and rebuilt only when the store's files change (a 10,000-run report takes seconds to build).
 
 Starlette + uvicorn; binds 127.0.0.1 unless another address is asked for explicitly.
 """
@@ -7,6 +8,36 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+
+
+def store_signature(store_path: Path) -> tuple:
+    """Changes whenever the store is written: size and modification time of the database and of its WAL
+    (an empty WAL, which a read-only reader leaves behind, counts as none)."""
+    sig = []
+    for p in (store_path, store_path.with_name(store_path.name + "-wal")):
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            st = None
+        sig.append((st.st_mtime_ns, st.st_size) if st is not None and st.st_size else None)
+    return tuple(sig)
+
+
+class PageCache:
+    """Rendered pages by name, dropped together when the store's signature changes."""
+
+    def __init__(self, store_path: Path):
+        self.store_path = store_path
+        self._signature = None
+        self._pages: dict[str, str] = {}
+
+    def get(self, name: str, render) -> str:
+        sig = store_signature(self.store_path)
+        if sig != self._signature:
+            self._pages, self._signature = {}, sig
+        if name not in self._pages:
+            self._pages[name] = render()
+        return self._pages[name]
 
 
 def create_app(store_path: str | Path):
@@ -18,17 +49,23 @@ def create_app(store_path: str | Path):
     from .html import render_report, runs_table
 
     store_path = Path(store_path)
+    cache = PageCache(store_path)
 
     def _open():
         return RunStore(store_path, readonly=True)
 
+    def _render(view):
+        def render():
+            with _open() as st:
+                return view(st)
+        return render
+
     async def index(request):
-        with _open() as st:
-            return HTMLResponse(render_report(st, title="scalinglab dashboard", live=True))
+        return HTMLResponse(cache.get("index", _render(
+            lambda st: render_report(st, title="scalinglab dashboard", live=True))))
 
     async def runs_table_view(request):
-        with _open() as st:
-            return HTMLResponse(runs_table(st.runs()))
+        return HTMLResponse(cache.get("runs-table", _render(lambda st: runs_table(st.runs()))))
 
     async def api_runs(request):
         with _open() as st:

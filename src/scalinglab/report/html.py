@@ -103,6 +103,58 @@ def budget_groups(runs, C) -> np.ndarray:
     return np.array([centres.get(j, np.nan) for j in labels.tolist()])
 
 
+CURVE_POINTS_BUDGET = 200_000      # points drawn over all curves: keeps a 10,000-run page near 10 MB
+CURVE_POINTS_PER_RUN = (16, 128)
+RUNS_PER_TRACE_LIMIT = 50          # above this many runs, one trace per family (curves split by gaps)
+
+
+def downsample_log(m: int, n: int) -> np.ndarray:
+    """Indices of at most ``n`` of a curve's ``m`` points, log-spaced in position (dense early, where a
+    training curve bends, sparse late), always with the first and the last point."""
+    if m <= n:
+        return np.arange(m)
+    return np.unique(np.concatenate([[0], np.round(np.geomspace(1, m, n - 1)).astype(int) - 1, [m - 1]]))
+
+
+def _curves_section(store: RunStore, runs) -> tuple[str, str, str] | None:
+    """Loss curves read in one query, each down-sampled; WebGL traces, one per run for a few runs and one
+    per family (curves separated by gaps) for many."""
+    import plotly.graph_objects as go
+
+    stored = store.curves([r.run_id for r in runs])
+    with_curve = [r for r in runs if r.run_id in stored and stored[r.run_id]["step"].size]
+    if not with_curve:
+        return None
+    lo, hi = CURVE_POINTS_PER_RUN
+    per_run = int(np.clip(CURVE_POINTS_BUDGET // len(with_curve), lo, hi))
+    thin = {}
+    for r in with_curve:
+        c = stored[r.run_id]
+        keep = downsample_log(c["flops"].size, per_run)
+        thin[r.run_id] = (c["flops"][keep], c["loss"][keep])
+    fig = go.Figure()
+    if len(with_curve) <= RUNS_PER_TRACE_LIMIT:
+        for r in with_curve:
+            x, y = thin[r.run_id]
+            fig.add_trace(go.Scattergl(x=x, y=y, mode="lines+markers", name=r.name, hovertext=f"{r.name} ({r.status})"))
+        note = f"{len(with_curve)} runs"
+    else:
+        families: dict[str, list] = {}
+        for r in with_curve:
+            families.setdefault(r.family or "runs", []).append(r)
+        for fam, members in sorted(families.items()):
+            xs = np.concatenate([np.append(thin[r.run_id][0], np.nan) for r in members]).astype(np.float32)
+            ys = np.concatenate([np.append(thin[r.run_id][1], np.nan) for r in members]).astype(np.float32)
+            fig.add_trace(go.Scattergl(x=xs, y=ys, mode="lines", name=f"{fam} ({len(members)} runs)",
+                                       line=dict(width=0.6), opacity=0.5, connectgaps=False))
+        note = (f"{len(with_curve)} runs, drawn as one trace per family (hover names the family; the runs table and "
+                f"<code>/api/curves/RUN_ID</code> on the dashboard give single runs)")
+    fig.update_layout(xaxis_type="log", xaxis_title="training compute C = 6·N_active·D so far [FLOPs]",
+                      yaxis_title="validation loss [nats/token]", height=430, margin=dict(t=30))
+    return ("curves", "Loss curves", f'<p class="note">Validation loss on fixed held-out tokens; {note}; each curve '
+            f'down-sampled to at most {per_run} log-spaced points.</p>' + _fig_html(fig, "fig-curves"))
+
+
 def _sections(store: RunStore) -> list[tuple[str, str, str]]:
     """(id, title, html) for every section with something to show."""
     import plotly.graph_objects as go
@@ -118,17 +170,9 @@ def _sections(store: RunStore) -> list[tuple[str, str, str]]:
                                     f'Parameter conventions: N_total (all), N_nonembedding (no token embedding / untied head), '
                                     f'N_active (top-k experts only). C = 6·N_active·D.</p>' + runs_table(runs)))
     # loss curves
-    curves = [(r, store.curve(r.run_id)) for r in runs]
-    curves = [(r, c) for r, c in curves if c]
-    if curves:
-        fig = go.Figure()
-        for r, c in curves:
-            fig.add_trace(go.Scatter(x=[p["flops"] for p in c], y=[p["loss"] for p in c], mode="lines+markers",
-                                     name=r.name, hovertext=f"{r.name} ({r.status})"))
-        fig.update_layout(xaxis_type="log", xaxis_title="training compute C = 6·N_active·D so far [FLOPs]",
-                          yaxis_title="validation loss [nats/token]", height=430, margin=dict(t=30))
-        out.append(("curves", "Loss curves", f'<p class="note">Validation loss on fixed held-out tokens at log-spaced '
-                    f'points; {len(curves)} runs.</p>' + _fig_html(fig, "fig-curves")))
+    section = _curves_section(store, runs)
+    if section:
+        out.append(section)
     # fits
     fits = store.fits()
     chin = next((f for f in reversed(fits) if f["law"] == "chinchilla" and f["payload"].get("law") == "chinchilla"), None)
