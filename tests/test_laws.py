@@ -177,3 +177,23 @@ def test_data_constrained_recovers_decay_constants():
     assert iv["R_D_star"][0] <= 15.39 <= iv["R_D_star"][1]
     assert iv["R_N_star"][0] <= 5.31 <= iv["R_N_star"][1]
     assert iv["E"][0] <= 1.87 <= iv["E"][1]
+
+
+def test_search_pruned_on_a_subsample_reaches_the_full_search_objective():
+    """Starts pruned on a random subsample of runs, then refined on all: the same minimum as pruning on all."""
+    from scalinglab.laws import _engine, chinchilla_grid
+    rng = np.random.default_rng(3)
+    N = 10 ** rng.uniform(7, 10, 600)
+    D = 10 ** rng.uniform(9, 12, 600)
+    L = ChinchillaLaw._predict_from(CHINCHILLA_2022, N, D) * np.exp(rng.normal(0, 0.01, N.size))
+    logX, logL = np.log(np.column_stack([N, D])), np.log(L)
+    bounds = ChinchillaLaw()._default_bounds()
+    grid = chinchilla_grid()[::5]
+    sub = _engine.fit_power_sum(logX, logL, ChinchillaLaw._spec, grid, bounds, 1e-3, prune_runs=150, n_jobs=1)
+    full = _engine.fit_power_sum(logX, logL, ChinchillaLaw._spec, grid, bounds, 1e-3, prune_runs=None, n_jobs=1)
+    assert sub.converged and full.converged
+    assert sub.objective == pytest.approx(full.objective, rel=1e-9)
+    # and it is the objective's minimum: scipy from the answer finds nothing lower
+    ref = optimize.minimize(lambda t: _engine.objective(t, logX, logL, ChinchillaLaw._spec, 1e-3)[0], sub.theta,
+                            method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-14, "maxiter": 4000})
+    assert sub.objective <= ref.fun * (1 + 1e-9)

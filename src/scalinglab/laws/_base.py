@@ -104,7 +104,7 @@ class PowerSumLaw:
     def _solve(self, logX, logL, grid, bounds) -> _engine.EngineResult:
         """Multi-start fit of one data set."""
         return _engine.fit_power_sum(logX, logL, self._spec, grid, bounds, self.huber_delta, n_keep=self.n_keep,
-                                     n_jobs=self.n_jobs)
+                                     n_jobs=self.n_jobs, seed=self.seed)
 
     def _refit_many(self, logX, logL, weights, warm, bounds):
         """Refit many problems at once (rows of ``weights`` or of a 2-D ``logL``), each from every ``warm`` start.

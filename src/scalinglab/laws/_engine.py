@@ -11,7 +11,9 @@ al. 2022 and Besiroglu et al. 2024, https://arxiv.org/abs/2404.10102: a mean mak
 
 Multi-start: every start of the grid is refined together in one batched, bounded
 Levenberg-Marquardt iteration on the IRLS majoriser of the Huber loss (numpy, no per-start Python
-loop); after ``prune_after`` iterations only the ``n_keep`` best starts go on; the distinct minima
+loop); after ``prune_after`` iterations only the ``n_keep`` best starts go on (with more than
+``prune_runs`` runs, this pruning sees a random subsample of that many runs: it only ranks starts,
+and the survivors are refined on every run, so the objective is the full one); the distinct minima
 that survive are polished with scipy's L-BFGS-B (analytic gradient) and the best is kept. Bootstrap
 resamples are problems of the same batch (multinomial run weights, or resampled targets),
 warm-started from the distinct minima of the full-data fit.
@@ -252,10 +254,16 @@ class EngineResult:
 
 def fit_power_sum(logX: np.ndarray, logL: np.ndarray, spec: PowerSumSpec, starts: np.ndarray, bounds: np.ndarray,
                   delta: float, n_keep: int = 64, prune_after: int = 6, n_polish: int = 4,
-                  n_jobs: int | None = None) -> EngineResult:
-    """Multi-start fit of one data set (see module docstring)."""
-    theta, f, conv = parallel_minimise(starts, logX, logL, spec, delta, bounds, n_jobs=n_jobs, max_iter=prune_after)
+                  n_jobs: int | None = None, prune_runs: int | None = 2000, seed: int = 0) -> EngineResult:
+    """Multi-start fit of one data set (see module docstring); ``prune_runs=None`` prunes on every run."""
+    sub = np.arange(logL.size)
+    if prune_runs is not None and logL.size > prune_runs:
+        sub = np.sort(np.random.default_rng(seed).choice(logL.size, prune_runs, replace=False))
+    theta, f, conv = parallel_minimise(starts, logX[sub], logL[sub], spec, delta, bounds, n_jobs=n_jobs,
+                                       max_iter=prune_after)
     keep = np.argsort(np.where(np.isfinite(f), f, np.inf))[:n_keep]
+    if sub.size < logL.size:   # objectives on the subsample do not compare with full ones: only survivors count
+        f = np.full_like(f, np.inf)
     theta_k, f_k, conv_k = batched_minimise(theta[keep], logX, logL, spec, delta, bounds)
     theta[keep], f[keep], conv[keep] = theta_k, f_k, conv_k
     conv[np.setdiff1d(np.arange(len(f)), keep)] = False
