@@ -1364,8 +1364,9 @@ def scores_import_cmd(files: list[Path] = typer.Argument(..., help="A table (CSV
            "tasks": sorted({r["task"] for r in rows})}
     if as_json:
         return _emit_json(out)
-    console.print(f"imported {out['written']} scores of {out['models']} models ({out['checkpoints']} checkpoints) "
-                  f"on {', '.join(out['tasks'])}", markup=False)
+    ckpts = f" ({out['checkpoints']} checkpoints)" if out["checkpoints"] != out["models"] else ""
+    console.print(f"imported {out['written']} scores of {out['models']} models{ckpts} on {', '.join(out['tasks'])}",
+                  markup=False)
 
 
 @app.command("evaluate")
@@ -1445,8 +1446,9 @@ def _two_step(store, task, metric, bootstrap):
 
 
 def _task_ladder(store, task, metric, bootstrap, chance=None, variant="auto", n_origins=3):
-    """The task-ladder forecast, fitted, when every stored model of ``task`` has N and D and at least 6 runs
-    have a final checkpoint; None otherwise (the compute-only two-step forecast applies)."""
+    """The task-ladder forecast, fitted, when every stored model of ``task`` has N and D, at least 6 runs
+    have a final checkpoint and their tokens per parameter vary at least 2x; None otherwise (the
+    compute-only two-step forecast applies)."""
     from .forecast.tasklaws import LadderPoints, TaskLadderForecast, chance_level
     _existing_store(store)
     with RunStore(store, readonly=True) as st:
@@ -1455,7 +1457,8 @@ def _task_ladder(store, task, metric, bootstrap, chance=None, variant="auto", n_
         return None
     try:
         pts = LadderPoints.from_score_rows(rows, metric)
-        if pts.final.sum() < 6:
+        span = np.ptp(np.log(pts.D[pts.final] / pts.N[pts.final])) if pts.final.any() else 0.0
+        if pts.final.sum() < 6 or span < np.log(2):    # one tokens-per-parameter ratio cannot separate N from D
             return None
         return TaskLadderForecast(chance=chance_level(task) if chance is None else chance, n_bootstrap=bootstrap,
                                   variant=variant, n_origins=n_origins).fit(pts)
