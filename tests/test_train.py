@@ -113,6 +113,8 @@ def test_interrupted_and_resumed_equals_straight_run(tmp_path, tiny_corpus):
     a = [p["loss"] for p in straight.curve if p["split"] == "val"]
     b = [p["loss"] for p in resumed.curve if p["split"] == "val"]
     assert a == b
+    # the smoothed training loss too: its running mean is in the checkpoint
+    assert [p for p in resumed.curve if p["split"] == "train"] == [p for p in straight.curve if p["split"] == "train"]
 
 
 def test_diverged_run_is_recorded_not_dropped(tmp_path, tiny_corpus):
@@ -338,3 +340,23 @@ def test_ladder_refuses_bad_options_before_writing(tmp_path, args, message):
     r = CliRunner().invoke(app, ["ladder", "--store", str(db), *args])
     assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output
     assert not db.exists()
+
+
+def test_a_ladder_whose_every_run_failed_exits_non_zero(tmp_path, tiny_corpus, monkeypatch):
+    from typer.testing import CliRunner
+
+    from scalinglab import cli
+    from scalinglab.train import executors
+
+    def broken(*a, **k):
+        raise RuntimeError("no kernel for [bold]this[/] shape")
+
+    monkeypatch.setattr(executors, "train_run", broken)
+    args = ["ladder", "--preset", "smoke", "--executor", "inline", "--corpus", tiny_corpus, "--no-verify",
+            "--store", str(tmp_path / "s.db"), "--out", str(tmp_path / "out"), "--checkpoints", str(tmp_path / "ck")]
+    res = CliRunner().invoke(cli.app, args)
+    assert res.exit_code == 1, res.output
+    assert "all 6 run(s) of the ladder failed" in res.output and "Traceback" not in res.output
+    with RunStore(tmp_path / "s.db") as st:
+        failed = st.runs(status="failed")
+        assert len(failed) == 6 and "[bold]this[/]" in failed[0].extra["error"]

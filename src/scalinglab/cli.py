@@ -786,8 +786,14 @@ def ladder_cmd(
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
     if as_json:
-        return _emit_json(report)
-    _print_ladder(report)
+        _emit_json(report)
+    else:
+        _print_ladder(report)
+    t = report.get("training", {})
+    if t.get("failed") and not (t.get("trained") or t.get("diverged") or t.get("skipped") or t.get("by_other_drivers")):
+        err.print(f"error: all {t['failed']} run(s) of the ladder failed; their errors are in the store "
+                  f"(scalinglab runs --status failed)", markup=False, highlight=False)
+        raise typer.Exit(1)
 
 
 @app.command("lr-check")

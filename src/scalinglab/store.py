@@ -19,6 +19,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 SCHEMA_VERSION = 4
 DEFAULT_STORE = "scalinglab.db"
+LEASE_STALE_S = 120.0    # a driver that has not renewed its leases for this long has stopped
 RUN_STATUSES = ("queued", "running", "finished", "diverged", "failed")
 
 DUPLICATE_HINT = ("keep the stored ones with --on-duplicate skip or overwrite them with --on-duplicate replace "
@@ -52,6 +53,11 @@ CREATE TABLE IF NOT EXISTS curve_arrays (
     n_points INTEGER NOT NULL,
     data BLOB NOT NULL,
     PRIMARY KEY (run_id, split)
+);
+CREATE TABLE IF NOT EXISTS leases (
+    key TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    heartbeat REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS fits (
     fit_id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -270,6 +276,14 @@ class RunStore:
         with self._db:
             self._write_run(run, time.time())
 
+    def add_queued(self, runs: Sequence[Run]) -> None:
+        """Placeholders for runs about to be trained; a run already stored (perhaps by another driver on the
+        same store) is left as it is."""
+        now = time.time()
+        with self._db:
+            self._db.executemany(self._insert_run_sql.replace("OR REPLACE", "OR IGNORE", 1),
+                                 [self._run_row(r, now, None) for r in runs])
+
     _insert_run_sql = (f"INSERT OR REPLACE INTO runs ({', '.join(_RUN_COLUMNS)}) "
                        f"VALUES ({', '.join(':' + c for c in _RUN_COLUMNS)})")
 
@@ -302,6 +316,33 @@ class RunStore:
             self._db.execute("UPDATE runs SET extra = json_set(extra, '$.progress', json(?)), updated_at=?, "
                              "status = CASE status WHEN 'queued' THEN 'running' ELSE status END WHERE run_id=?",
                              (json.dumps(progress), time.time(), run_id))
+
+    def claim(self, key: str, owner: str, *, stale_after: float = LEASE_STALE_S) -> bool:
+        """Take the lease on ``key`` (a run or a WSD trunk) for ``owner`` unless another owner renewed it in the
+        last ``stale_after`` seconds (then it is taken over: that driver stopped). True when ``owner`` holds it.
+
+        Drivers sharing one store claim each run just before training it, so they split the work."""
+        now = time.time()
+        with self._db:    # one statement under SQLite's write lock: two drivers cannot both win
+            self._db.execute("INSERT INTO leases VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET owner=excluded.owner, "
+                             "heartbeat=excluded.heartbeat WHERE leases.owner=excluded.owner OR leases.heartbeat < ?",
+                             (key, owner, now, now - stale_after))
+            row = self._db.execute("SELECT owner FROM leases WHERE key=?", (key,)).fetchone()
+        return row[0] == owner
+
+    def renew_leases(self, owner: str) -> None:
+        """Heartbeat: every lease ``owner`` holds stays fresh."""
+        with self._db:
+            self._db.execute("UPDATE leases SET heartbeat=? WHERE owner=?", (time.time(), owner))
+
+    def release_leases(self, owner: str) -> None:
+        with self._db:
+            self._db.execute("DELETE FROM leases WHERE owner=?", (owner,))
+
+    def lease(self, key: str) -> dict | None:
+        """Who holds the lease on ``key`` and how many seconds ago they last renewed it (None: nobody)."""
+        row = self._db.execute("SELECT owner, heartbeat FROM leases WHERE key=?", (key,)).fetchone()
+        return None if row is None else {"owner": row[0], "age_s": time.time() - row[1]}
 
     def _existing_ids(self, ids: Sequence[str]) -> set[str]:
         return set(self._created_at(ids))

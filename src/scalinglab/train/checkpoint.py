@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import socket
+import uuid
 from pathlib import Path
 
 import torch
@@ -36,6 +38,46 @@ def _remote(folder):
     return fsspec.core.url_to_fs(str(folder))
 
 
+def _tmp_suffix() -> str:
+    """A temporary name no other writer uses: ``.tmp-<host>-<pid>-<random>`` (two processes writing the
+    same step never share a file)."""
+    return f".tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def remove_stale_temps(folder: str | Path) -> list[str]:
+    """Delete temporary files left by a writer on this host that no longer runs (a killed save); those of
+    live processes and of other hosts are kept. Returns the names removed."""
+    if is_url(folder) or not Path(folder).is_dir():
+        return []
+    removed = []
+    host = socket.gethostname()
+    for path in Path(folder).glob("*.tmp*"):
+        tail = path.name.rsplit(".tmp", 1)[1]
+        if tail == "":          # the fixed name of older versions: no writer can be identified, so it is stale
+            dead = True
+        else:
+            parts = tail.lstrip("-").rsplit("-", 2)
+            if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+                continue
+            dead = not _alive(int(parts[1]))
+        if dead:
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _step_of(name: str) -> int:
     return int(name.rsplit("/", 1)[-1].split("_", 1)[1].split(".", 1)[0])
 
@@ -47,8 +89,9 @@ def _save_remote(folder, step: int, state: dict, keep: int = KEEP) -> str:
     data = buf.getvalue()
     fs.makedirs(root, exist_ok=True)
     final = f"{root}/step_{step:08d}.pt"
-    fs.pipe(final + ".tmp", data)
-    fs.mv(final + ".tmp", final)
+    tmp = final + _tmp_suffix()
+    fs.pipe(tmp, data)
+    fs.mv(tmp, final)
     fs.pipe(final + ".sha256", hashlib.sha256(data).hexdigest().encode())
     for old in sorted(fs.glob(f"{root}/step_*.pt"))[:-keep]:
         fs.rm(old)
@@ -89,7 +132,7 @@ def _sha256(path: Path) -> str:
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_name(path.name + _tmp_suffix())
     with tmp.open("wb") as fh:
         fh.write(data)
         fh.flush()
@@ -104,7 +147,7 @@ def save_checkpoint(folder: str | Path, step: int, state: dict, keep: int = KEEP
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step_{step:08d}.pt"
-    tmp = path.with_suffix(".pt.tmp")
+    tmp = path.with_name(path.name + _tmp_suffix())
     try:
         with tmp.open("wb") as fh:
             torch.save(state, fh)
@@ -140,6 +183,7 @@ def load_latest(folder: str | Path, max_step: int | None = None) -> tuple[dict |
     problems: list[str] = []
     if not folder.exists():
         return None, problems
+    remove_stale_temps(folder)
     for path in sorted(folder.glob("step_*.pt"), reverse=True):
         if max_step is not None and _step_of(path.name) > max_step:
             continue

@@ -31,9 +31,12 @@ class Task:
 
 class Executor(Protocol):
     def run(self, tasks: list[Task], on_progress: Callable[[str, dict], None],
-            on_result: Callable[[Task, RunResult | None, str | None], None]) -> None:
+            on_result: Callable[[Task, RunResult | None, str | None], None],
+            claim: Callable[[Task], bool] | None = None) -> None:
         """Run every task; call ``on_progress(key, info)`` while training and
-        ``on_result(task, result, error)`` once per task (``result`` None when it crashed)."""
+        ``on_result(task, result, error)`` once per task (``result`` None when it crashed).
+        With ``claim``, a task is started only if ``claim(task)`` is true just before it would start
+        (another driver on the same store may have taken it); unclaimed tasks get no result."""
 
 
 _worker_queue = None
@@ -80,11 +83,13 @@ class InlineExecutor:
     def __init__(self, threads: int | None = None):
         self.threads = threads
 
-    def run(self, tasks, on_progress, on_result):
+    def run(self, tasks, on_progress, on_result, claim=None):
         if self.threads:
             import torch
             torch.set_num_threads(self.threads)
         for task in tasks:
+            if claim is not None and not claim(task):
+                continue
             cfg = RunConfig.from_dict(task.config)
             try:
                 result = train_run(cfg, checkpoint_dir=task.checkpoint_dir, progress=lambda i, k=task.key: on_progress(k, i))
@@ -106,7 +111,7 @@ class LocalExecutor:
         self.workers = workers
         self.threads = threads
 
-    def run(self, tasks, on_progress, on_result):
+    def run(self, tasks, on_progress, on_result, claim=None):
         ctx = mp.get_context("spawn")
         q = ctx.Queue()          # inherited by the workers at start; no manager process to outlive the driver
         pending = list(tasks)
@@ -120,7 +125,8 @@ class LocalExecutor:
                     while (pending or futures) and not broken:
                         while pending and len(futures) < self.workers:
                             t = pending.pop(0)
-                            futures[pool.submit(_execute, t)] = t
+                            if claim is None or claim(t):
+                                futures[pool.submit(_execute, t)] = t
                         done, _ = wait(list(futures), timeout=0.25, return_when=FIRST_COMPLETED)
                         _drain(q, on_progress)
                         for fut in done:
@@ -187,7 +193,8 @@ class RayExecutor:
         self.threads = threads
         self.init_kwargs = init_kwargs or {}
 
-    def run(self, tasks, on_progress, on_result):
+    def run(self, tasks, on_progress, on_result, claim=None):
+        tasks = [t for t in tasks if claim is None or claim(t)]     # the cluster schedules them: claim all now
         try:
             import ray
             from ray.util.queue import Queue
@@ -240,9 +247,10 @@ class SubmititExecutor:
         self.max_retries = max_retries
         self.poll_s = poll_s
 
-    def run(self, tasks, on_progress, on_result):
+    def run(self, tasks, on_progress, on_result, claim=None):
         import time
 
+        tasks = [t for t in tasks if claim is None or claim(t)]
         try:
             import submitit
         except ImportError:  # pragma: no cover - depends on the install

@@ -264,42 +264,82 @@ class _Progress:
             self.p.update(tid, completed=steps, visible=False)
             self.p.update(self.overall, completed=self.done_flops)
 
-    def note(self, text: str):
+    def note(self, text: str, label: str | None = None, style: str | None = None):
+        """One line about a run; ``text`` is data (names, error messages) and is never read as markup."""
         if self.enabled:
-            self.p.console.print(text)
+            from rich.text import Text
+            self.p.console.print(Text.assemble((label + " ", style or "") if label else "", text))
         else:
-            import re
-            self.log(re.sub(r"\[/?[a-z]+\]", "", text))
+            self.log(f"{label} {text}" if label else text)
 
     def stop(self):
         if self.enabled:
             self.p.stop()
 
 
+def lease_key(cfg: RunConfig) -> str:
+    """What a driver claims before training a run: the run, or for a WSD branch its whole trunk (the branches
+    of one trunk share its constant-LR prefix, so one driver trains them all)."""
+    if cfg.schedule == "wsd" and cfg.warmup_steps is not None:
+        return "trunk-" + trunk_id_of(cfg)
+    return run_id_of(cfg)
+
+
+def _accepts_claim(executor) -> bool:
+    import inspect
+    try:
+        return "claim" in inspect.signature(executor.run).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def train_entries(entries: list[LadderEntry], store: RunStore, executor: Executor, checkpoint_dir: str | Path,
-                  *, show_progress: bool = True, log: Callable[[str], None] = print) -> dict:
+                  *, show_progress: bool = True, log: Callable[[str], None] = print, poll_s: float = 2.0) -> dict:
     """Train the entries not yet finished (or diverged) in the store; the driver writes every result.
 
     Runs to train are written ``queued``; the first progress report of a run marks it ``running``
-    (:meth:`RunStore.set_progress`), its result ``finished``, ``diverged`` or ``failed``."""
-    todo, skipped = [], 0
-    for e in entries:
+    (:meth:`RunStore.set_progress`), its result ``finished``, ``diverged`` or ``failed``.
+
+    Several drivers may share one store: each claims a run (a WSD trunk) just before training it
+    (:meth:`RunStore.claim`, renewed while it trains), so they split the work and no run is trained twice;
+    a driver whose remaining runs are all held by others waits for them, and takes over the runs of a
+    driver that stopped renewing its leases."""
+    import os
+    import socket
+    import uuid
+
+    from ..store import LEASE_STALE_S
+
+    def settled(e) -> bool:
         found = store.run(e.run_id)
-        if found is not None and found.status in ("finished", "diverged"):
-            skipped += 1
-            continue
-        todo.append(e)
+        return found is not None and found.status in ("finished", "diverged")
+
+    def placeholder(e) -> Run:
+        return Run(run_id=e.run_id, name=e.name, source="ladder", status="queued", family=e.family,
+                   budget=e.budget, config=e.config.to_dict(), extra={"role": e.role, "hp_rule": e.hp_rule})
+
+    todo = [e for e in entries if not settled(e)]
+    skipped = len(entries) - len(todo)
     if skipped:
         log(f"{skipped} run(s) already in the store: skipped")
     by_key = {e.run_id: e for e in todo}
-    for e in todo:
-        placeholder = Run(run_id=e.run_id, name=e.name, source="ladder", status="queued", family=e.family,
-                          budget=e.budget, config=e.config.to_dict(), extra={"role": e.role, "hp_rule": e.hp_rule})
-        store.upsert_run(placeholder)
+    store.add_queued([placeholder(e) for e in todo])
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    keys = {e.run_id: lease_key(e.config) for e in todo}
     prog = _Progress(show_progress, sum(e.config.horizon_value for e in todo), log)
-    outcome = {"trained": 0, "diverged": 0, "failed": 0, "skipped": skipped}
-
+    outcome = {"trained": 0, "diverged": 0, "failed": 0, "skipped": skipped, "by_other_drivers": 0}
+    started: set[str] = set()
     last_write: dict = {}
+
+    def claim(task) -> bool:
+        e = by_key[task.key]
+        if not store.claim(keys[e.run_id], owner):
+            return False
+        if settled(e):      # trained by another driver since this one looked
+            return False
+        store.upsert_run(placeholder(e))     # ours now (a stale "running" from a stopped driver is reset)
+        started.add(e.run_id)
+        return True
 
     def on_progress(key, info):
         if prog.enabled and key not in prog.runs:
@@ -307,8 +347,9 @@ def train_entries(entries: list[LadderEntry], store: RunStore, executor: Executo
             prog.start(key, e.name, info["steps"], e.config.horizon_value)
         prog.update(key, info)
         now = time.time()
-        if now - last_write.get(key, 0.0) > 2.0:     # a heartbeat for live views (the dashboard)
+        if now - last_write.get(key, 0.0) > 2.0:     # a heartbeat for live views (the dashboard) and the leases
             store.set_progress(key, dict(info, updated=now))
+            store.renew_leases(owner)
             last_write[key] = now
 
     def on_result(task, result, error):
@@ -319,7 +360,7 @@ def train_entries(entries: list[LadderEntry], store: RunStore, executor: Executo
                       config=e.config.to_dict(), extra={"error": error, "role": e.role})
             store.upsert_run(run)
             outcome["failed"] += 1
-            prog.note(f"[red]failed[/] {e.name}: {error}")
+            prog.note(f"{e.name}: {error}", label="failed", style="red")
             return
         run, curve = to_store_record(e.config, result, name=e.name, family=e.family, budget=e.budget)
         run.extra["role"] = e.role
@@ -328,17 +369,42 @@ def train_entries(entries: list[LadderEntry], store: RunStore, executor: Executo
         store.add_curve(run.run_id, curve)
         if result.status == "diverged":
             outcome["diverged"] += 1
-            prog.note(f"[yellow]diverged[/] {e.name}: {result.reason} (kept in the store, excluded from fits)")
+            prog.note(f"{e.name}: {result.reason} (kept in the store, excluded from fits)", label="diverged",
+                      style="yellow")
         else:
             outcome["trained"] += 1
-            prog.note(f"done {e.name}: N={run.n_total:,} D={run.tokens:,.0f} loss {run.final_loss:.4f} "
-                      f"({result.seconds:.1f}s, {result.achieved_flops_per_s / 1e9:.1f} GFLOP/s)")
+            prog.note(f"{e.name}: N={run.n_total:,} D={run.tokens:,.0f} loss {run.final_loss:.4f} "
+                      f"({result.seconds:.1f}s, {result.achieved_flops_per_s / 1e9:.1f} GFLOP/s)", label="done")
 
-    tasks = [Task(key=e.run_id, config=e.config.to_dict(), checkpoint_dir=str(checkpoint_dir)) for e in todo]
+    lazy = _accepts_claim(executor)
+    waiting_logged = False
     try:
-        executor.run(tasks, on_progress, on_result)
+        while True:
+            pending = [e for e in todo if e.run_id not in started and not settled(e)]
+            runnable = []
+            for e in pending:
+                held = store.lease(keys[e.run_id])
+                if held is None or held["owner"] == owner or held["age_s"] > LEASE_STALE_S:
+                    runnable.append(e)
+            if not pending:
+                break
+            if runnable:
+                tasks = [Task(key=e.run_id, config=e.config.to_dict(), checkpoint_dir=str(checkpoint_dir))
+                         for e in runnable]
+                if lazy:
+                    executor.run(tasks, on_progress, on_result, claim=claim)
+                else:       # an executor without claims: claim its whole list up front
+                    executor.run([t for t in tasks if claim(t)], on_progress, on_result)
+                continue
+            if not waiting_logged:
+                log(f"waiting for {len(pending)} run(s) that another driver on this store is training")
+                waiting_logged = True
+            store.renew_leases(owner)
+            time.sleep(poll_s)
     finally:
         prog.stop()
+        store.release_leases(owner)
+    outcome["by_other_drivers"] = sum(1 for e in todo if e.run_id not in started and settled(e))
     return outcome
 
 

@@ -202,7 +202,7 @@ def train_run(cfg: RunConfig, *, checkpoint_dir: str | Path | None = None, data:
     branch = branch_step_of(cfg, total) if cfg.schedule == "wsd" else None
     evals = eval_steps(total, cfg.n_evals) if branch is None else wsd_eval_steps(total, branch)
     windows = eval_windows(data.val, cfg.model.seq_len, cfg.eval_tokens)
-    step, curve, init_loss, problems = 0, [], None, []
+    step, curve, init_loss, problems, smoothed = 0, [], None, [], None
     ckpt_dir = join(checkpoint_dir, run_id) if checkpoint_dir else None
     # a WSD run with a fixed warmup shares its constant-LR prefix with every other branch of its trunk
     trunk_id = (trunk_id_of(cfg)
@@ -223,6 +223,7 @@ def train_run(cfg: RunConfig, *, checkpoint_dir: str | Path | None = None, data:
                 opt.load_state_dict(s)
             torch.set_rng_state(state["torch_rng"])
             step, curve, init_loss = int(state["step"]), list(state["curve"]), state["init_loss"]
+            smoothed = state.get("smoothed_train_loss")     # the running mean goes on as if never stopped
     resumed_from = step
     teacher = load_teacher(cfg, checkpoint_dir)
     stepper = torch.compile(model) if cfg.compile else model
@@ -236,18 +237,20 @@ def train_run(cfg: RunConfig, *, checkpoint_dir: str | Path | None = None, data:
                                               "model": model.state_dict(), "optimizers": [o.state_dict() for o in optims],
                                               "torch_rng": torch.get_rng_state(),
                                               "curve": [p for p in curve if p["step"] <= step],
-                                              "init_loss": init_loss, "data_position": {"seed": cfg.seed, "step": step}},
+                                              "init_loss": init_loss, "smoothed_train_loss": smoothed,
+                                              "data_position": {"seed": cfg.seed, "step": step}},
                             keep=TRUNK_KEEP)
             return
         save_checkpoint(ckpt_dir, step, {"run_id": run_id, "config": cfg.to_dict(), "step": step,
                                          "model": model.state_dict(),
                                          "optimizers": [o.state_dict() for o in optims],
                                          "torch_rng": torch.get_rng_state(), "curve": curve,
-                                         "init_loss": init_loss, "data_position": {"seed": cfg.seed, "step": step}})
+                                         "init_loss": init_loss, "smoothed_train_loss": smoothed,
+                                         "data_position": {"seed": cfg.seed, "step": step}})
 
     t0 = time.perf_counter()
     last_ckpt = last_report = t0
-    smoothed, status, reason, load = None, "finished", None, None
+    status, reason, load = "finished", None, None
     tokens_per_step = cfg.tokens_per_step
     warmup = warmup_steps_of(cfg, total)
     step_s = eval_s = 0.0
