@@ -219,7 +219,7 @@ def test_help_texts_document_the_formats():
     gate = _help("gate")
     assert "[[rule]]" in gate and squeeze('metric = "exact_match"') in gate and "on_uncertain" in gate
     scores = _help("scores", "import")
-    assert "task_loss" in scores and "nats per token".replace(" ", "") in scores and "model,N,D,task,metric,value" in scores
+    assert "task_loss" in scores and "forecastandgateneed" in scores and "model,N,D,task,metric,value" in scores
     ladder = _help("ladder")
     assert "task:KIND:DIGITS[:FORMAT]" in ladder
     assert squeeze(cli.PRESET_WALL_TIMES["quick"]) in ladder and squeeze(cli.PRESET_WALL_TIMES["smoke"]) in ladder
