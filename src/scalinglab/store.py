@@ -335,6 +335,11 @@ class RunStore:
         with self._db:
             self._db.execute("UPDATE leases SET heartbeat=? WHERE owner=?", (time.time(), owner))
 
+    def break_lease(self, key: str, owner: str) -> None:
+        """Drop the lease on ``key`` if ``owner`` (known to have stopped) still holds it."""
+        with self._db:
+            self._db.execute("DELETE FROM leases WHERE key=? AND owner=?", (key, owner))
+
     def release_leases(self, owner: str) -> None:
         with self._db:
             self._db.execute("DELETE FROM leases WHERE owner=?", (owner,))

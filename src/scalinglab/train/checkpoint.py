@@ -59,14 +59,15 @@ def remove_stale_temps(folder: str | Path) -> list[str]:
             parts = tail.lstrip("-").rsplit("-", 2)
             if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
                 continue
-            dead = not _alive(int(parts[1]))
+            dead = not process_alive(int(parts[1]))
         if dead:
             path.unlink(missing_ok=True)
             removed.append(path.name)
     return removed
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` on this host still runs."""
     if pid == os.getpid():
         return True
     try:

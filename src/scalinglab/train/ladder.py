@@ -309,6 +309,7 @@ def train_entries(entries: list[LadderEntry], store: RunStore, executor: Executo
     import uuid
 
     from ..store import LEASE_STALE_S
+    from .checkpoint import process_alive
 
     def settled(e) -> bool:
         found = store.run(e.run_id)
@@ -331,9 +332,23 @@ def train_entries(entries: list[LadderEntry], store: RunStore, executor: Executo
     started: set[str] = set()
     last_write: dict = {}
 
+    host = socket.gethostname()
+
+    def held_by_other(key) -> bool:
+        """Another live driver holds ``key``; the lease of a driver on this host whose process is gone (a
+        killed ladder restarted at once) is dropped rather than waited out."""
+        held = store.lease(key)
+        if held is None or held["owner"] == owner:
+            return False
+        o_host, _, rest = held["owner"].rpartition(":")[0].partition(":")
+        if o_host == host and rest.isdigit() and not process_alive(int(rest)):
+            store.break_lease(key, held["owner"])
+            return False
+        return held["age_s"] <= LEASE_STALE_S
+
     def claim(task) -> bool:
         e = by_key[task.key]
-        if not store.claim(keys[e.run_id], owner):
+        if held_by_other(keys[e.run_id]) or not store.claim(keys[e.run_id], owner):
             return False
         if settled(e):      # trained by another driver since this one looked
             return False
@@ -381,11 +396,7 @@ def train_entries(entries: list[LadderEntry], store: RunStore, executor: Executo
     try:
         while True:
             pending = [e for e in todo if e.run_id not in started and not settled(e)]
-            runnable = []
-            for e in pending:
-                held = store.lease(keys[e.run_id])
-                if held is None or held["owner"] == owner or held["age_s"] > LEASE_STALE_S:
-                    runnable.append(e)
+            runnable = [e for e in pending if not held_by_other(keys[e.run_id])]
             if not pending:
                 break
             if runnable:
