@@ -229,6 +229,8 @@ def test_readme_blocks_are_known_and_expectations_current():
 @pytest.mark.parametrize("heading, block", [
     pytest.param(h, b, marks=pytest.mark.slow, id=re.sub(r"\W+", "-", h).strip("-").lower())
     for h, b in README_BLOCKS])
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")      # raised inside the trackers' own dependencies (mlflow)
+@pytest.mark.filterwarnings("ignore::FutureWarning")
 def test_readme_block_runs_as_written(heading, block, tmp_path):
     _prepare(heading, tmp_path)
     for args in commands(block):
