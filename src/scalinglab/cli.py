@@ -1320,6 +1320,9 @@ def distill_cmd(teacher: str = typer.Option(..., help="Run id of the teacher (it
 scores_app = typer.Typer(help="Downstream task scores across scale.", no_args_is_help=True)
 app.add_typer(scores_app, name="scores")
 
+from .cli_observe import register as _register_observe  # noqa: E402  (public model tables: models, trends, observe)
+_register_observe(app)
+
 
 @scores_app.command("import")
 def scores_import_cmd(files: list[Path] = typer.Argument(..., help="A table (CSV/TSV/JSONL/Parquet), or lm-evaluation-harness result JSON files with --sizes."),

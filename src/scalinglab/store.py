@@ -102,6 +102,16 @@ CREATE TABLE IF NOT EXISTS scores (
     value REAL NOT NULL,
     PRIMARY KEY (model, task, metric, source)
 );
+CREATE TABLE IF NOT EXISTS public_models (
+    collection TEXT NOT NULL,
+    model TEXT NOT NULL,
+    family TEXT,
+    n REAL, n_active REAL, d REAL, c REAL,
+    date TEXT,
+    reference TEXT,
+    scores TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (collection, model)
+);
 CREATE TABLE IF NOT EXISTS decisions (
     decision_id INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL,
@@ -506,6 +516,27 @@ class RunStore:
 
     def scores(self, task: str | None = None, metric: str | None = None) -> list[dict]:
         return self._select("scores", "c, model", task=task, metric=metric)
+
+    # public model tables (observational laws, trends) ---------------------------------------------
+    def add_public_models(self, rows: Sequence[dict], *, on_duplicate: str = "error") -> int:
+        """Insert rows of a public model table (``collection, model, family, n, n_active, d, c, date, reference``
+        and ``scores``, a dict benchmark -> score in [0, 1]) in one transaction (all or nothing)."""
+        cols = ("collection", "model", "family", "n", "n_active", "d", "c", "date", "reference", "scores")
+        rows = [{**r, "scores": json.dumps(r.get("scores") or {}, sort_keys=True)} for r in rows]
+        try:
+            with self._db:
+                self._insert("public_models", cols, rows, on_duplicate)
+        except sqlite3.IntegrityError as e:
+            raise StoreError(f"models already in {self.path} ({e}); {DUPLICATE_HINT}") from None
+        return len(rows)
+
+    def public_models(self, collection: str | None = None) -> list[dict]:
+        """Rows of the public model tables (all collections, or one); a read-only store older than the table
+        has none."""
+        if self._db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='public_models'").fetchone() is None:
+            return []
+        rows = self._select("public_models", "collection, date, model", collection=collection)
+        return [{**r, "scores": json.loads(r["scores"])} for r in rows]
 
     # decisions ----------------------------------------------------------------------------------
     def add_decision(self, kind: str, subject: str, decision: str, payload: dict, policy_hash: str | None = None) -> int:

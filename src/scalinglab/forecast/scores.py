@@ -222,6 +222,36 @@ def _harness_metrics(data: dict, path) -> list[tuple[str, str, float]]:
     return out
 
 
+def load_harness_file(f: Path, side: list[dict], sizes, *, file_col: str | None = "file",
+                      model_col: str | None = "model") -> tuple[dict, int, dict]:
+    """An lm-evaluation-harness result file with its row of the side table (index and row): the row whose
+    ``file_col`` is the file's path or name, else whose ``model_col`` is a model name the file gives
+    (``model_name``, ``pretrained=``).
+
+    Raises:
+        ImportFormatError: no such file, not a JSON object, or not exactly one matching row.
+    """
+    try:
+        data = json.loads(f.read_text())
+    except FileNotFoundError:
+        raise ImportFormatError(f"{f}: no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ImportFormatError(f"{f}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ImportFormatError(f"{f}: expected a JSON object")
+    names = {str(data.get("model_name") or "")}
+    args = (data.get("config") or {}).get("model_args") or ""
+    if isinstance(args, str):
+        names |= {a.split("=", 1)[1] for a in args.split(",") if a.startswith("pretrained=")}
+    match = [(i, r) for i, r in enumerate(side)
+             if (file_col and r.get(file_col) and str(r[file_col]) in (str(f), f.name))
+             or (not (file_col and r.get(file_col)) and model_col and r.get(model_col) and str(r[model_col]) in names)]
+    if len(match) != 1:
+        raise ImportFormatError(f"{f}: {'no' if not match else len(match)} matching row(s) in {sizes} (matched by file "
+                                f"name, else by model {sorted(n for n in names if n)})")
+    return data, *match[0]
+
+
 def parse_harness(files: list[str | Path], sizes: str | Path) -> list[dict]:
     """Rows for the scores table from lm-evaluation-harness result JSON files and a side table of sizes
     (columns ``file`` or ``model``, ``N``, ``D``; optional ``checkpoint``, ``final``). A file matches the side
@@ -238,29 +268,7 @@ def parse_harness(files: list[str | Path], sizes: str | Path) -> list[dict]:
     for f in files:
         f = Path(f)
         try:
-            data = json.loads(f.read_text())
-        except FileNotFoundError:
-            errors.append(f"{f}: no such file")
-            continue
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            errors.append(f"{f}: not valid JSON ({e})")
-            continue
-        if not isinstance(data, dict):
-            errors.append(f"{f}: expected a JSON object")
-            continue
-        names = {str(data.get("model_name") or "")}
-        args = (data.get("config") or {}).get("model_args") or ""
-        if isinstance(args, str):
-            names |= {a.split("=", 1)[1] for a in args.split(",") if a.startswith("pretrained=")}
-        match = [(i, r) for i, r in enumerate(side)
-                 if (r.get("file") and (str(r["file"]) in (str(f), f.name)))
-                 or (not r.get("file") and r.get("model") and str(r["model"]) in names)]
-        if len(match) != 1:
-            errors.append(f"{f}: {'no' if not match else len(match)} matching row(s) in {sizes} (matched by file name, "
-                          f"else by model {sorted(n for n in names if n)})")
-            continue
-        i, r = match[0]
-        try:
+            data, i, r = load_harness_file(f, side, sizes)
             metrics = _harness_metrics(data, f)
         except ImportFormatError as e:
             errors.append(str(e))
