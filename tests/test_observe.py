@@ -207,3 +207,97 @@ def test_trends_cli_json_and_refusals(tmp_path):
         assert res.exit_code == 2 and needle in res.output, res.output
     res = runner.invoke(app, ["trends", "--store", str(tmp_path / "none.db")])
     assert res.exit_code == 2 and not (tmp_path / "none.db").exists()
+
+
+# ------------------------------------------------------------------------------ observational laws
+from scalinglab.observe.obslaws import ObservationalLaw, backtest, impute_pca  # noqa: E402
+from scalinglab.observe.saturation import saturation  # noqa: E402
+
+
+def test_impute_pca_recovers_missing_entries_of_a_low_rank_matrix():
+    rng = np.random.default_rng(8)
+    Z = rng.normal(size=(30, 2)) @ rng.normal(size=(2, 6))
+    M = Z.copy()
+    M[rng.random(Z.shape) < 0.2] = np.nan
+    filled, comps = impute_pca(M, 2, tol=1e-10, max_iter=100_000)
+    assert np.allclose(filled, Z, atol=1e-3)
+    assert np.allclose(comps @ comps.T, np.eye(2), atol=1e-10)
+
+
+def _synthetic_models(rng, n_fam=6, per=5, missing=0.15, offsets=None):
+    """Families of models whose benchmarks are noisy linear readouts of one capability
+    ``0.8 log10 C + offset[family]``, and a target that is a sigmoid of it."""
+    offsets = rng.normal(0, 0.5, n_fam) if offsets is None else offsets
+    rows = []
+    for f in range(n_fam):
+        for i, logc in enumerate(np.linspace(21, 24, per) + rng.uniform(-0.2, 0.2)):
+            cap = 0.8 * (logc - 22.5) + offsets[f]
+            scores = {f"b{j}": float(np.clip(0.5 + 0.12 * (1 + 0.2 * j) * cap + rng.normal(0, 0.01), 0, 1)) for j in range(4)}
+            scores = {k: v for k, v in scores.items() if rng.random() > missing or k == "b0"}
+            scores["target"] = float(np.clip(1 / (1 + np.exp(-(2.0 * cap - 0.5))) + rng.normal(0, 0.02), 0, 1))
+            rows.append({"model": f"f{f}-{i}", "family": f"f{f}", "c": 10 ** logc, "date": f"{2020 + i}", "scores": scores})
+    return ModelTable.from_rows(rows), offsets
+
+
+def test_observational_law_recovers_planted_family_efficiency():
+    rng = np.random.default_rng(9)
+    offsets = np.array([0.0, 0.4, -0.4, 0.8, -0.2, 0.2])
+    t, _ = _synthetic_models(rng, offsets=offsets)
+    law = ObservationalLaw(target="target", n_components=1).fit(t)
+    eff = np.array([law.efficiency_[f"f{f}"] for f in range(6)])
+    # capability offset / slope in log10 C = the compute a family saves (relative: the median family is 0)
+    planted = offsets / 0.8
+    assert np.allclose(eff - eff.mean(), planted - planted.mean(), atol=0.08)
+    assert law.residual_sd_ < 0.04
+    assert float(law.predict_at_compute(10 ** 23.5, "f3")[0]) == pytest.approx(
+        1 / (1 + np.exp(-(2.0 * (0.8 * 1.0 + 0.8) - 0.5))), abs=0.05)
+
+
+def test_leave_one_family_out_backtest_is_accurate_and_calibrated_on_a_planted_table():
+    t, _ = _synthetic_models(np.random.default_rng(10))
+    res = backtest(t, target="target", kind="lofo", n_components=1, n_bootstrap=100)
+    s = res["summary"]
+    assert s["n"] == 30 and s["mean_abs_error"] < 0.04
+    assert s["coverage"] >= 0.8
+    cut = backtest(t, target="target", kind="cutoff", n_components=1, n_bootstrap=20)
+    assert cut["summary"]["n"] > 0 and cut["summary"]["mean_abs_error"] < 0.06
+    assert len(cut["leaning"]) == 5 and all(r["model"] in set(t.model) for r in cut["leaning"])
+
+
+def test_saturation_recovers_planted_ceilings():
+    rng = np.random.default_rng(11)
+    th = rng.normal(0, 1.5, 80)
+    ceil, a, loc, ch = np.array([0.9, 0.7, 1.0]), np.array([1.5, 2.0, 1.0]), np.array([-0.5, 0.5, 1.0]), np.array([0.25, 0, 0])
+    S = ch + (ceil - ch) / (1 + np.exp(-a * (th[:, None] - loc))) + rng.normal(0, 0.005, (80, 3))
+    t = ModelTable.from_rows([{"model": f"m{i}", "scores": {"mmlu": S[i, 0], "x": S[i, 1], "y": S[i, 2]}} for i in range(80)])
+    res = saturation(t, n_bootstrap=30)
+    got = {b["benchmark"]: b for b in res["benchmarks"]}
+    for name, c in (("mmlu", 0.9), ("x", 0.7), ("y", 1.0)):    # y's best is 0.94: its ceiling is loosely known
+        assert got[name]["ceiling"] == pytest.approx(c, abs=0.02 if name != "y" else 0.1)
+        assert got[name]["ceiling_interval"][0] - 0.005 <= c <= got[name]["ceiling_interval"][1] + 0.005
+        assert got[name]["headroom"] == pytest.approx(got[name]["ceiling"] - S[:, list(got).index(name)].max(), abs=1e-9)
+    assert abs(np.corrcoef(res["ability"]["values"], th)[0, 1]) > 0.97
+
+
+def test_observe_cli_json_and_refusals(tmp_path):
+    t, _ = _synthetic_models(np.random.default_rng(12))
+    f = tmp_path / "models.csv"
+    f.write_text("model,family,flops,date,b0,b1,b2,b3,target\n" + "\n".join(
+        f"{m},{fam},{c:.4g},{d:.3f}," + ",".join("" if np.isnan(v) else f"{v:.4f}" for v in row)
+        for m, fam, c, d, row in zip(t.model, t.family, t.C, t.date, t.scores)) + "\n")
+    res = runner.invoke(app, ["observe", "backtest", "--table", str(f), "--target", "target", "--components", "1",
+                              "--bootstrap", "10", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert set(out) >= {"kind", "target", "predictions", "summary", "by_family", "failed", "figures"}
+    res = runner.invoke(app, ["observe", "law", "--table", str(f), "--target", "target", "--compute", "1e24",
+                              "--family", "f1", "--bootstrap", "10", "--json"])
+    assert res.exit_code == 0, res.output
+    law = json.loads(res.stdout)
+    assert set(law) == {"law", "fitted_models", "forecast"} and 0 <= law["forecast"]["score"] <= 1
+    for args, needle in ((["law", "--target", "nope"], "no benchmark 'nope'"),
+                         (["law", "--target", "target", "--compute", "1e24"], "--family"),
+                         (["backtest", "--target", "target", "--kind", "loo"], "--kind"),
+                         (["backtest", "--target", "target", "--cutoff", "1e22"], "--kind cutoff")):
+        res = runner.invoke(app, ["observe", *args, "--table", str(f)])
+        assert res.exit_code == 2 and needle in res.output, (args, res.output)

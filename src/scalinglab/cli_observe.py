@@ -53,6 +53,18 @@ def _load(table: Optional[Path], example: bool, store: Path, collection: Optiona
     return ModelTable.from_rows(rows)
 
 
+def _parsed(value: Optional[str], option: str, parse=None):
+    """``value`` read by ``parse`` (default: a quantity such as 1e24 or 3.2T), refused with the option named."""
+    if value is None:
+        return None
+    if parse is None:
+        from ._units import parse_quantity as parse
+    try:
+        return parse(value)
+    except ValueError as e:
+        _fail(f"{option}: {e}")
+
+
 def _level(level: float) -> None:
     if not 0.5 <= level < 1:
         _fail(f"--level must be in [0.5, 1), not {level}")
@@ -139,7 +151,7 @@ def models_list_cmd(table: Optional[Path] = TableOpt, example: bool = ExampleOpt
 
 
 # ---------------------------------------------------------------------------------------------- trends
-def trends_cmd(metric: str = typer.Option("compute", help="compute, params, tokens, or a benchmark of the table."),
+def trends_cmd(metric: str = typer.Option("compute", help="compute, params, tokens, ability (one latent trait across benchmarks), or a benchmark."),
                frontier: str = typer.Option("all", help="all, or top (the top --k by date)."),
                k: int = typer.Option(3, "--k", help="With --frontier top: models among the top k at their release."),
                transform: Optional[str] = typer.Option(None, help="log (default for compute/params/tokens), logit (default for benchmarks: above chance) or none."),
@@ -165,17 +177,24 @@ def trends_cmd(metric: str = typer.Option("compute", help="compute, params, toke
     if bootstrap < 0 or power_sims < 0:
         _fail("--bootstrap and --power-sims must be non-negative")
     from .observe.tables import decimal_year
-    br = None
-    if breakpoint is not None:
-        try:
-            br = decimal_year(breakpoint)
-        except ValueError as e:
-            _fail(f"--break: {e}")
+    br = _parsed(breakpoint, "--break", decimal_year)
     t = _load(table, example, store, collection)
-    try:
-        value = t.metric(metric)
-    except KeyError as e:
-        _fail(str(e.args[0]))
+    if metric == "ability":                      # the latent ability across benchmarks (observe saturation)
+        import numpy as np
+
+        from .observe.saturation import saturation
+        try:
+            sat = saturation(t, n_bootstrap=0)
+        except ValueError as e:
+            _fail(f"ability: {e}")
+        value = np.full(len(t), np.nan)
+        value[np.isin(t.model, sat["ability"]["models"])] = sat["ability"]["values"]
+        transform = transform or "none"
+    else:
+        try:
+            value = t.metric(metric)
+        except KeyError as e:
+            _fail(str(e.args[0]))
     import numpy as np
 
     from .forecast.tasklaws import chance_level
@@ -229,4 +248,161 @@ def _print_trend(rep: dict) -> None:
           + f" ({sc['power']:.0%} power)")
         p(f"  verdict: {sc['message']}")
     for fig in rep.get("figures", []):
+        p(f"  figure: {fig}")
+
+
+# ---------------------------------------------------------------------------------------------- observe
+def _target(t, target: str, components: int) -> None:
+    if target not in t.benchmarks:
+        _fail(f"no benchmark {target!r} in the table; it has: {', '.join(t.benchmarks) or 'none'}")
+    if len(t.benchmarks) < 2:
+        _fail("an observational law needs the target and at least one other benchmark")
+    if components < 1:
+        _fail("--components must be at least 1")
+
+
+@observe_app.command("law")
+def observe_law_cmd(target: str = typer.Option(..., help="Benchmark to forecast from the others (e.g. gsm8k)."),
+                    components: int = typer.Option(2, help="Principal components of the capability space."),
+                    compute: Optional[str] = typer.Option(None, help="Forecast a model trained with this many FLOPs (needs --family)."),
+                    family: Optional[str] = typer.Option(None, help="Family whose compute-efficiency the forecast uses."),
+                    fit_ceiling: bool = typer.Option(False, "--fit-ceiling", help="Fit the target's ceiling (else 1)."),
+                    bootstrap: int = typer.Option(200, "--bootstrap"), level: float = LevelOpt, seed: int = typer.Option(0),
+                    table: Optional[Path] = TableOpt, example: bool = ExampleOpt, store: Path = StoreOpt,
+                    collection: Optional[str] = CollectionOpt, as_json: bool = JsonOpt):
+    """Fit the observational law (Ruan et al. 2024): capability space, per-family compute-efficiency,
+    sigmoid map to the target; optionally forecast the target at a compute for a family."""
+    _level(level)
+    C = _parsed(compute, "--compute")
+    if C is not None:
+        if not (C > 0) or family is None:
+            _fail("--compute must be positive and goes with --family")
+    t = _load(table, example, store, collection)
+    _target(t, target, components)
+    import numpy as np
+
+    from .observe.obslaws import ObservationalLaw, _bootstrap_predictions, leaning
+    kw = {"target": target, "n_components": components, "fit_ceiling": fit_ceiling}
+    try:
+        law = ObservationalLaw(**kw).fit(t)
+    except ValueError as e:
+        _fail(str(e))
+    out = {"law": law.to_dict(), "fitted_models": [str(m) for m in law.fitted_models_], "forecast": None}
+    if C is not None:
+        if family not in law.families_:
+            _fail(f"--family {family!r} has no model with compute; families: {', '.join(law.families_)}")
+        rng = np.random.default_rng(seed)
+        point = float(law.predict_at_compute(C, family)[0])
+        draws = []
+        for _ in range(bootstrap):
+            try:
+                b = ObservationalLaw(**kw).fit(t.subset(rng.integers(0, len(t), len(t))))
+                draws.append(float(b.predict_at_compute(C, family)[0]) + rng.standard_normal() * b.residual_sd_)
+            except (ValueError, KeyError, np.linalg.LinAlgError):
+                continue
+        a = (1 - level) / 2
+        iv = [float(np.clip(v, 0, 1)) for v in np.quantile(draws, [a, 1 - a])] if draws else None
+        fam_c = t.C[(t.family == family) & np.isfinite(t.C)]
+        out["forecast"] = {"compute_flops": C, "family": family, "score": point, "prediction_interval": iv,
+                           "n_bootstrap": len(draws), "extrapolation_factor": float(C / fam_c.max()) if len(fam_c) else None}
+    if as_json:
+        return _emit_json(out)
+    d = out["law"]
+    p = lambda s: console.print(s, markup=False, highlight=False)  # noqa: E731
+    p(f"{target} = {d['floor']:g} + ({d['ceiling']:.3g} - {d['floor']:g}) * sigmoid(w . PC + b) over "
+      f"{d['n_components']} components of {', '.join(d['predictors'])}; {d['n_fitted']} models fitted, "
+      f"residual sd {d['residual_sd']:.3f}")
+    p("compute-efficiency by family (log10 FLOPs saved vs the median family on PC1; + is more efficient):")
+    for f, e in sorted(d["compute_efficiency_log10_flops"].items(), key=lambda kv: -(kv[1] or 0)):
+        p(f"  {f:<16} {e:+.2f}" if e is not None else f"  {f:<16} -")
+    if out["forecast"]:
+        f = out["forecast"]
+        iv = f["prediction_interval"]
+        p(f"forecast for {family} at C = {C:.3g}: {target} {f['score']:.3f}"
+          + (f", {level:.0%} prediction interval [{iv[0]:.3f}, {iv[1]:.3f}]" if iv else "")
+          + (f" ({f['extrapolation_factor']:.3g}x the family's largest compute)" if f["extrapolation_factor"] else ""))
+
+
+@observe_app.command("backtest")
+def observe_backtest_cmd(target: str = typer.Option(..., help="Benchmark to forecast from the others."),
+                         kind: str = typer.Option("lofo", help="lofo (leave one family out) or cutoff (fit below a compute, predict above)."),
+                         cutoff: Optional[str] = typer.Option(None, help="With --kind cutoff: FLOPs (default: the 75th percentile)."),
+                         components: int = typer.Option(2, help="Principal components of the capability space."),
+                         fit_ceiling: bool = typer.Option(False, "--fit-ceiling"),
+                         bootstrap: int = typer.Option(200, "--bootstrap"), level: float = LevelOpt, seed: int = typer.Option(0),
+                         table: Optional[Path] = TableOpt, example: bool = ExampleOpt, store: Path = StoreOpt,
+                         collection: Optional[str] = CollectionOpt,
+                         out: Optional[Path] = typer.Option(None, help="Folder for the figure (PNG + SVG)."), as_json: bool = JsonOpt):
+    """Backtest the observational law: error and prediction-interval coverage on held-out families or
+    on the models above a compute cut-off, and which fitted models the forecasts lean on."""
+    _level(level)
+    if kind not in ("lofo", "cutoff"):
+        _fail(f"--kind must be lofo or cutoff, not {kind!r}")
+    if bootstrap < 1:
+        _fail("--bootstrap must be at least 1")
+    if cutoff is not None and kind != "cutoff":
+        _fail("--cutoff goes with --kind cutoff")
+    cut = _parsed(cutoff, "--cutoff")
+    t = _load(table, example, store, collection)
+    _target(t, target, components)
+    from .observe.obslaws import backtest
+    res = backtest(t, target=target, kind=kind, n_components=components, cutoff=cut, n_bootstrap=bootstrap,
+                   level=level, seed=seed, fit_ceiling=fit_ceiling)
+    res["figures"] = []
+    if out is not None:
+        from .report.observe_figures import backtest_figure
+        res["figures"] = backtest_figure(res, out, stem=f"observe_{kind}_{target}")
+    if as_json:
+        return _emit_json(res)
+    p = lambda s: console.print(s, markup=False, highlight=False)  # noqa: E731
+    s = res["summary"]
+    what = "leave-one-family-out" if kind == "lofo" else f"compute cut-off at {res['cutoff']:.3g} FLOPs"
+    if not s["n"]:
+        p(f"{what}: nothing could be predicted" + "".join(f"\n  {f['split']}: {f['reason']}" for f in res["failed"]))
+        return
+    p(f"{what} backtest of {target}: {s['n']} held-out models, mean |error| {s['mean_abs_error']:.3f} "
+      f"(median {s['median_abs_error']:.3f}, bias {s['bias']:+.3f}); {level:.0%} prediction-interval coverage "
+      f"{s['coverage']:.2f}, confidence-interval coverage {s['confidence_coverage']:.2f} ({res['n_bootstrap']} bootstrap resamples)")
+    for r in res["predictions"]:
+        p(f"  {r['model']:<18} {r['family']:<12} actual {r['actual']:.3f}  predicted {r['predicted']:.3f} "
+          f"[{r['interval'][0]:.3f}, {r['interval'][1]:.3f}]" + ("" if r["inside"] else "  outside"))
+    if res.get("leaning"):
+        p("forecasts lean most on: " + ", ".join(f"{r['model']} ({r['influence']:+.3f})" for r in res["leaning"]))
+    for f in res["failed"]:
+        p(f"  not predicted: {f['split']}: {f['reason']}")
+    for fig in res["figures"]:
+        p(f"  figure: {fig}")
+
+
+@observe_app.command("saturation")
+def observe_saturation_cmd(bootstrap: int = typer.Option(100, "--bootstrap"), level: float = LevelOpt,
+                           seed: int = typer.Option(0),
+                           table: Optional[Path] = TableOpt, example: bool = ExampleOpt, store: Path = StoreOpt,
+                           collection: Optional[str] = CollectionOpt,
+                           out: Optional[Path] = typer.Option(None, help="Folder for the figure (PNG + SVG)."), as_json: bool = JsonOpt):
+    """Each benchmark's ceiling and headroom from one logistic (IRT) model across benchmarks, so a
+    saturating benchmark is not read as slowing progress (see trends --metric ability)."""
+    _level(level)
+    if bootstrap < 0:
+        _fail("--bootstrap must be non-negative")
+    t = _load(table, example, store, collection)
+    from .observe.saturation import saturation
+    try:
+        res = saturation(t, n_bootstrap=bootstrap, level=level, seed=seed)
+    except ValueError as e:
+        _fail(str(e))
+    res["figures"] = []
+    if out is not None:
+        from .report.observe_figures import saturation_figure
+        res["figures"] = saturation_figure(res, out)
+    if as_json:
+        return _emit_json(res)
+    p = lambda s: console.print(s, markup=False, highlight=False)  # noqa: E731
+    p(f"{len(res['ability']['models'])} models, one ability each; residual sd {res['residual_sd']:.3f}")
+    for b in res["benchmarks"]:
+        iv = b["ceiling_interval"]
+        p(f"  {b['benchmark']:<14} chance {b['chance']:.2f}  ceiling {b['ceiling']:.3f} [{iv[0]:.3f}, {iv[1]:.3f}]  "
+          f"best {b['best']:.3f} ({b['best_model']})  headroom {b['headroom']:.3f}  "
+          f"{b['saturated_fraction']:.0%} of the range above chance used")
+    for fig in res["figures"]:
         p(f"  figure: {fig}")
