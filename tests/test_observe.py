@@ -301,3 +301,15 @@ def test_observe_cli_json_and_refusals(tmp_path):
                          (["backtest", "--target", "target", "--cutoff", "1e22"], "--kind cutoff")):
         res = runner.invoke(app, ["observe", *args, "--table", str(f)])
         assert res.exit_code == 2 and needle in res.output, (args, res.output)
+
+
+def test_report_has_a_public_models_section(tmp_path):
+    pytest.importorskip("plotly")
+    from scalinglab.report.html import render_report
+    store = tmp_path / "s.db"
+    with RunStore(store) as st:
+        assert "Public models" not in render_report(st)
+    assert runner.invoke(app, ["models", "import", "--example", "--store", str(store)]).exit_code == 0
+    with RunStore(store, readonly=True) as st:
+        page = render_report(st)
+    assert "Public models: scores over time" in page and "Touvron et al. 2023 (LLaMA)" in page

@@ -313,6 +313,10 @@ def _sections(store: RunStore) -> list[tuple[str, str, str]]:
     em = _emergence_section(store)
     if em:
         out.append(em)
+    from .observe_figures import observe_section
+    obs = observe_section(store)
+    if obs:
+        out.append(obs)
     gates = [d for d in decisions if d["kind"] == "gate"]
     if gates:
         rows = [f"<tr><td class='l'>{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(d['created_at']))}</td>"
