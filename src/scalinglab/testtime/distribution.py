@@ -366,10 +366,12 @@ def passk_forecast_report(groups: dict, ks, *, family: str = "beta", zero_mass="
         except FitError as e:
             entry["aggregate"] = {"error": str(e)}
         if backtest is not None:
-            if not within.size:
-                raise ValueError(f"--backtest scores forecasts against all the samples, so it needs some k <= {n.min()} "
-                                 f"(the fewest samples any problem of {name} has)")
-            entry["backtest"] = forecast_backtest(n, c, backtest, within, family=family, zero_mass=zero_mass,
+            if backtest >= n.min():
+                raise ValueError(f"--backtest {backtest} keeps too many samples: it must be fewer than {n.min()} "
+                                 f"(the fewest samples any problem of {name} has), so that there is something to forecast")
+            # scored where all the samples measure pass@k: the asked k within them, else a grid from M up to them
+            scored = within if within.size else np.unique(np.geomspace(backtest, n.min(), 4).round().astype(int))
+            entry["backtest"] = forecast_backtest(n, c, backtest, scored, family=family, zero_mass=zero_mass,
                                                   n_bootstrap=n_bootstrap, level=level, seed=seed)
         out[name] = entry
     return {"groups": out}
