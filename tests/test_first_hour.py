@@ -209,7 +209,7 @@ def test_passk_says_interpolated_or_extrapolated(tmp_path):
 
 def _help(*args) -> str:
     """A command's help with the wrapping undone (box edges and whitespace removed)."""
-    r = CliRunner().invoke(app, [*args, "--help"])
+    r = CliRunner().invoke(app, [*args, "--help"], env={"COLUMNS": "160"})     # as wide as a usual terminal
     assert r.exit_code == 0, r.output
     return re.sub(r"[\s│]+", "", r.output)
 

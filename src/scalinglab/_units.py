@@ -20,7 +20,10 @@ def parse_quantity(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is a boolean, not a number")
     if isinstance(value, (int, float)):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise ValueError(f"a {len(str(abs(value)))}-digit integer is too large to be a quantity") from None
     if value is None:
         raise ValueError("empty value")
     text = str(value).strip()

@@ -12,15 +12,51 @@ import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Table as _RichTable
 
 from . import analysis, importers, plan as planning
 from ._units import format_quantity, parse_quantity
 from .laws import FitError, PRESET_SOURCES, law_from_dict, preset as get_preset
 from .store import DEFAULT_STORE, RunStore, StoreError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Measure, fit and forecast scaling laws; plan compute; train model ladders.")
+def _guarded(f):
+    """A command whose failures reach the user as one line: a store or file problem exits 2 with what and where,
+    anything unforeseen exits 1 with its kind and message (``SCALINGLAB_DEBUG=1`` shows the traceback)."""
+    import functools
+
+    @functools.wraps(f)
+    def run(*args, **kwargs):
+        import os
+        import sqlite3
+        try:
+            return f(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as e:       # the last line of defence: no traceback reaches a user
+            if os.environ.get("SCALINGLAB_DEBUG"):
+                raise
+            if isinstance(e, StoreError):
+                _fail(str(e))
+            if isinstance(e, sqlite3.DatabaseError):
+                _fail(f"the run store could not be read or written: {e} (is it a scalinglab store, and intact?)")
+            if isinstance(e, (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)):
+                _fail(f"{e.strerror or e}: {e.filename}" if getattr(e, "filename", None) else str(e))
+            if isinstance(e, MemoryError):
+                _fail("out of memory: the inputs are too large for this machine", 1)
+            _fail(f"unexpected {type(e).__name__}: {e} (set SCALINGLAB_DEBUG=1 for the traceback)", 1)
+    return run
+
+
+class _App(typer.Typer):
+    """typer.Typer whose commands are all :func:`_guarded`."""
+
+    def command(self, *args, **kwargs):
+        register = super().command(*args, **kwargs)
+        return lambda f: (register(_guarded(f)), f)[1]
+
+
+app = _App(add_completion=False, no_args_is_help=True,
+           help="Measure, fit and forecast scaling laws; plan compute; train model ladders.")
 console = Console()
 err = Console(stderr=True)
 
@@ -31,6 +67,13 @@ FlopConventionOpt = typer.Option("6ND", help="FLOP convention: 6ND or 6ND+attn."
 FamilyOpt = typer.Option(None, help="Only runs of this family (e.g. dense, moe).")
 BootstrapKindOpt = typer.Option("residual", "--bootstrap-kind",
                                 help="residual (keeps the ladder's design; calibrated) or pairs (resamples runs).")
+
+
+class Table(_RichTable):
+    """A rich table whose cells are data: text in them is shown as written, never read as markup."""
+
+    def add_row(self, *cells, **kwargs):
+        super().add_row(*(escape(c) if isinstance(c, str) else c for c in cells), **kwargs)
 
 
 def _emit_json(obj) -> None:
@@ -53,6 +96,13 @@ def _emit_json(obj) -> None:
     sys.stdout.write(json.dumps(clean(json.loads(json.dumps(obj, default=default))), indent=2) + "\n")
 
 
+def _conventions(n_convention: str, flop_convention: str | None = None) -> None:
+    from .importers import N_CONVENTIONS
+    _choice(n_convention, "--n-convention", N_CONVENTIONS)
+    if flop_convention is not None:
+        _choice(flop_convention, "--flop-convention", ("6ND", "6ND+attn"))
+
+
 def _check_bootstrap_kind(kind: str) -> None:
     if kind not in ("residual", "pairs"):
         _fail(f"--bootstrap-kind must be residual or pairs, not {kind!r}")
@@ -61,6 +111,79 @@ def _check_bootstrap_kind(kind: str) -> None:
 def _fail(message: str, code: int = 2) -> None:
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+# ---- one validation layer for the command line's quantities: each refusal says what, where and what is accepted
+MAX_LADDER_FLOPS = 1e21          # a training budget beyond any ladder (a ladder's largest run is ~1% of its target)
+MAX_CPU_RUN_FLOPS = 1e17         # ~12 days at 100 GFLOP/s: beyond it a CPU ladder is refused, a GPU one is not
+MAX_FLOPS = 1e35                 # ~10^10 times the largest training run to date: beyond it a number is a typo
+MAX_PARAMS = 1e16
+MAX_TOKENS = 1e18
+
+
+def _range_text(lo, hi, lo_open: bool, hi_open: bool) -> str:
+    parts = []
+    if lo is not None:
+        parts.append(f"{'>' if lo_open else '>='} {lo:g}")
+    if hi is not None:
+        parts.append(f"{'<' if hi_open else '<='} {hi:g}")
+    return " and ".join(parts)
+
+
+def _finite(value, option: str, *, lo=None, hi=None, lo_open: bool = False, hi_open: bool = False):
+    """A float option: finite and within [lo, hi] (open ends where asked); None passes (an unset option)."""
+    if value is None:
+        return None
+    bad = not math.isfinite(value) or (lo is not None and (value <= lo if lo_open else value < lo)) or \
+        (hi is not None and (value >= hi if hi_open else value > hi))
+    if bad:
+        _fail(f"{option} must be a finite number {_range_text(lo, hi, lo_open, hi_open)}, got {value}")
+    return value
+
+
+def _quantity(text, option: str, *, lo: float = 0, hi: float | None = None, lo_open: bool = True) -> float:
+    """A quantity such as 7B, 1.4e12 or 70,000: a finite number in range (positive by default)."""
+    try:
+        x = parse_quantity(text)
+    except ValueError as e:
+        _fail(f"{option}: {e}")
+    if not math.isfinite(x):
+        _fail(f"{option} must be a finite number (e.g. 7B, 1.4e12), got {text!r}")
+    if (x <= lo if lo_open else x < lo) or (hi is not None and x > hi):
+        what = "positive" if (lo == 0 and lo_open) else "a number"
+        _fail(f"{option} must be {what} {_range_text(lo, hi, lo_open, False)}, got {text!r}")
+    return x
+
+
+def _quantities(text: str, option: str, **kw) -> list[float]:
+    """A comma-separated list of quantities, each checked as :func:`_quantity`."""
+    items = [t for t in str(text).split(",")] if text is not None else []
+    if not items or any(not t.strip() for t in items):
+        _fail(f"{option} takes comma-separated numbers (e.g. 1e12,3e12), got {text!r}")
+    return [_quantity(t, option, **kw) for t in items]
+
+
+def _whole(value, option: str, lo: int, hi: int):
+    """A whole-number option within [lo, hi]; None passes (an unset option)."""
+    if value is not None and not lo <= value <= hi:
+        _fail(f"{option} must be a whole number from {lo:,} to {hi:,}, got {value}")
+    return value
+
+
+def _task(text: str, option: str = "--task") -> str:
+    """A procedural task KIND:DIGITS (addition:2, multiplication:3, ...)."""
+    from .testtime.tasks import Task
+    try:
+        Task.parse(text)
+    except ValueError as e:
+        _fail(f"{option} {text}: {e}")
+    return text
+
+
+def _choice(value: str, option: str, choices) -> str:
+    if value not in choices:
+        _fail(f"{option} {value!r} is not one of those accepted: {', '.join(choices)}")
+    return value
 
 
 def _require(extra: str, what: str, *modules: str) -> None:
@@ -73,6 +196,8 @@ def _require(extra: str, what: str, *modules: str) -> None:
 
 def _existing_store(store: Path) -> None:
     """Refuse (never create an empty store to say there is nothing) when there is no run store."""
+    if store.is_dir():
+        _fail(f"{store} is a directory, not a run store file (give --store a file such as scalinglab.db)")
     if not store.is_file():
         _fail(f"no run store at {store}: train a ladder (scalinglab ladder) or import runs (scalinglab import) "
               "first, or point --store at an existing store")
@@ -121,27 +246,33 @@ def import_cmd(
     n_convention: str = typer.Option("n_total", help="What the N column counts: n_total, n_nonembedding, n_active."),
     drop_invalid: bool = typer.Option(False, "--drop-invalid", help="Skip rows whose loss is NaN/inf/non-positive."),
     on_duplicate: str = typer.Option("error", help="Runs already in the store: error, skip or replace."),
+    trust_flops: bool = typer.Option(False, "--trust-flops", help="The file's C is authoritative even where it is far "
+                                     "from 6ND (else such rows are refused); it becomes every fit's compute axis."),
     as_json: bool = JsonOpt,
 ):
     """Import runs from a table into the run store (all or nothing)."""
     _check_on_duplicate(on_duplicate)
-    cols = importers.load_mapping(mapping) if mapping else {}
-    cols.update({k: v for k, v in dict(n=n_col, d=d_col, c=c_col, loss=loss_col, name=name_col,
-                                       unique_tokens=unique_col).items() if v})
-    try:
+    _conventions(n_convention)
+    if file.is_dir():
+        _fail(f"{file} is a directory; give a CSV/TSV, JSONL or Parquet file of runs")
+    try:       # the whole file is checked before the store is opened (a refused import creates no store)
+        cols = importers.load_mapping(mapping) if mapping else {}
+        cols.update({k: v for k, v in dict(n=n_col, d=d_col, c=c_col, loss=loss_col, name=name_col,
+                                           unique_tokens=unique_col).items() if v})
+        result = importers.parse_runs(file, cols, drop_invalid=drop_invalid, n_convention=n_convention,
+                                      trust_flops=trust_flops)
         with RunStore(store) as st:
-            result = importers.import_runs(file, st, cols, drop_invalid=drop_invalid, n_convention=n_convention,
-                                           on_duplicate=on_duplicate)
+            result.written = st.add_runs(result.runs, on_duplicate=on_duplicate)
     except (importers.ImportFormatError, StoreError, ValueError) as e:
         _fail(str(e))
     if as_json:
         return _emit_json(result.to_dict())
-    console.print(f"imported [bold]{result.written}[/] of {len(result.runs)} runs from {file} into {store}")
-    console.print(f"columns: {result.columns}")
+    console.print(f"imported [bold]{result.written}[/] of {len(result.runs)} runs from {escape(str(file))} into {escape(str(store))}")
+    console.print(f"columns: {result.columns}", markup=False)
     for d in result.derived:
-        console.print(f"derived: {d} (stated convention)")
+        console.print(f"derived: {d} (stated convention)", markup=False)
     for d in result.dropped:
-        console.print(f"[yellow]dropped[/] {d['where']}: {d['reason']}")
+        console.print(f"[yellow]dropped[/] {escape(str(d['where']))}: {escape(str(d['reason']))}")
 
 
 TRACKER_MODULES = {"mlflow": "mlflow", "tensorboard": "tensorboard", "wandb": "wandb"}
@@ -187,7 +318,7 @@ def import_tracker_cmd(
         _fail(str(e))
     if as_json:
         return _emit_json(res.to_dict())
-    console.print(f"imported {res.written} runs ({res.columns['points']} metric points) from {kind} {source} into {store}")
+    console.print(f"imported {res.written} runs ({res.columns['points']} metric points) from {kind} {source} into {store}", markup=False)
 
 
 # --------------------------------------------------------------------------------------------- runs
@@ -224,7 +355,7 @@ def export_cmd(out: Path = typer.Argument(..., help="Output .csv, .tsv or .parqu
     _existing_store(store)
     with RunStore(store, readonly=True) as st:
         n = importers.export_runs(st.runs(), out)
-    console.print(f"wrote {n} runs to {out}")
+    console.print(f"wrote {n} runs to {out}", markup=False)
 
 
 # --------------------------------------------------------------------------------------------- fit
@@ -232,8 +363,13 @@ def _runs_from(file: Optional[Path], store: Path, family: Optional[str]):
     try:
         if file is not None:
             return importers.parse_runs(file).runs, str(file)
+        _existing_store(store)
         with RunStore(store, readonly=True) as st:
-            return st.runs(family=family), f"store:{store}"
+            runs = st.runs(family=family)
+            if family is not None and not runs:
+                known = sorted({r.family for r in st.runs() if r.family})
+                _fail(f"--family {family}: no runs of that family in {store} (families there: {', '.join(known) or 'none'})")
+            return runs, f"store:{store}"
     except (importers.ImportFormatError, FileNotFoundError) as e:
         _fail(str(e))
 
@@ -265,8 +401,10 @@ def fit_cmd(
     try:
         analysis.parse_holdout(holdout)
     except ValueError as e:
-        _fail(str(e))
+        _fail(f"--holdout: {e}")
     _check_bootstrap_kind(bootstrap_kind)
+    _conventions(n_convention, flop_convention)
+    _finite(huber_delta, "--huber-delta", lo=0, lo_open=True, hi=10)
     if bootstrap < 0:
         _fail(f"--bootstrap must be 0 (no intervals) or more, got {bootstrap}")
     runs, source = _runs_from(file, store, family)
@@ -314,7 +452,7 @@ def _print_fit_report(report: dict, source: str) -> None:
         console.print(f"[yellow]warning:[/] {w}")
     for name, entry in report["fits"].items():
         if "error" in entry:
-            console.print(f"[red]{name}: fit failed[/] — {entry['error']}")
+            console.print(f"[red]{name}: fit failed[/] — {escape(entry['error'])}")
             continue
         table = Table(title=f"{name}" + (f" (fit id {entry['fit_id']})" if "fit_id" in entry else ""))
         table.add_column("parameter")
@@ -367,7 +505,7 @@ def _print_fit_report(report: dict, source: str) -> None:
                           + ("" if cov is None else f"; {cov:.0%} inside the prediction interval"))
     for p in report.get("figures", []):
         if p.endswith(".png"):
-            console.print(f"figure: {p}")
+            console.print(f"figure: {p}", markup=False)
 
 
 # --------------------------------------------------------------------------------------------- backtest
@@ -396,6 +534,7 @@ def backtest_cmd(
         _fail(f"unknown law(s) {', '.join(map(repr, bad))} for backtest; choose from {', '.join(analysis.BACKTEST_LAWS)}")
     if axis not in ("C", "N", "both"):
         _fail(f"--axis must be C, N or both, not {axis!r}")
+    _conventions(n_convention, flop_convention)
     if not 0 < level < 1:
         _fail(f"--level must lie strictly between 0 and 1, got {level}")
     if bootstrap < 20:
@@ -461,19 +600,10 @@ def predict_cmd(
     if tokens_per_param is not None and (compute is None or not math.isfinite(tokens_per_param) or tokens_per_param <= 0):
         _fail("--tokens-per-param needs --compute and must be a positive number")
 
-    def quantities(text: str, what: str) -> np.ndarray:
-        try:
-            vals = np.array([parse_quantity(v) for v in text.split(",")], float)
-        except ValueError as e:
-            _fail(f"{what}: {e}")
-        if not (np.isfinite(vals).all() and (vals > 0).all()):
-            _fail(f"{what} must be finite and positive, got {text!r}")
-        return vals
-
     if compute is not None:
-        C = quantities(compute, "--compute")
+        C = np.array(_quantities(compute, "--compute", hi=MAX_FLOPS))
     else:
-        N, D = quantities(params, "--params"), quantities(tokens, "--tokens")
+        N, D = np.array(_quantities(params, "--params", hi=MAX_PARAMS)), np.array(_quantities(tokens, "--tokens", hi=MAX_TOKENS))
         if N.size != D.size and 1 not in (N.size, D.size):
             _fail(f"--params has {N.size} values and --tokens {D.size}: give one of each, or one to pair with all")
         N, D = np.broadcast_arrays(N, D)
@@ -570,18 +700,26 @@ def plan_cmd(
     as_json: bool = JsonOpt,
 ):
     """Plan a run: compute-optimal N and D, data-constrained, target-loss and inference-aware plans."""
+    C = _quantity(compute, "--compute", hi=MAX_FLOPS) if compute is not None else None
+    hours = _quantity(gpu_hours, "--gpu-hours", hi=1e12) if gpu_hours is not None else None
+    _choice(hardware, "--hardware", tuple(planning.HARDWARE))
+    _finite(mfu, "--mfu", lo=0, lo_open=True, hi=1)
+    sizes = _quantities(params, "--params", hi=MAX_PARAMS) if params is not None else None
+    unique = _quantity(unique_tokens, "--unique-tokens", hi=MAX_TOKENS) if unique_tokens is not None else None
+    _finite(target_loss, "--target-loss", lo=0, lo_open=True, hi=100)
+    inference = _quantity(inference_tokens, "--inference-tokens", hi=1e30) if inference_tokens is not None else None
+    _finite(total_per_active, "--total-per-active", lo=1, hi=1e4)
     lawobj, source = _load_law(store, law, preset)
     try:
-        C = parse_quantity(compute) if compute else None
-        if gpu_hours:
+        if hours is not None:
             if C is not None:
                 _fail("give --compute or --gpu-hours, not both")
-            C = planning.gpu_hours_to_flops(parse_quantity(gpu_hours), hardware, mfu)
+            C = planning.gpu_hours_to_flops(hours, hardware, mfu)
         out: dict = {"law": source, "plans": {}}
         if params:
             if not hasattr(lawobj, "all_params") or "G" not in lawobj.all_params():
                 _fail("--params needs a Chinchilla-form law (fit or preset chinchilla-2022 / epoch-2024)")
-            out["plans"]["by_params"] = planning.plan_for_params(lawobj, [parse_quantity(p) for p in params.split(",")])
+            out["plans"]["by_params"] = planning.plan_for_params(lawobj, sizes)
         if unique_tokens:
             from .laws import DataConstrainedLaw
             if C is None:
@@ -592,7 +730,7 @@ def plan_cmd(
                 p.update({k: lawobj.params_[k] for k in ("E", "A", "B", "alpha", "beta")})
                 dcl = DataConstrainedLaw.from_params(**p)
                 out["note"] = "data-constrained plan: base law from " + source + ", R_D*/R_N* from muennighoff-2023"
-            out["plans"]["data_constrained"] = planning.plan_data_constrained(dcl, C, parse_quantity(unique_tokens))
+            out["plans"]["data_constrained"] = planning.plan_data_constrained(dcl, C, unique)
         if target_loss is not None:
             out["plans"]["target_loss"] = planning.plan_target_loss(lawobj, target_loss)
         if inference_tokens:
@@ -602,7 +740,7 @@ def plan_cmd(
                     _fail("--inference-tokens needs --target-loss or --compute (the loss of the compute-optimal model)")
                 n0, d0 = lawobj.compute_optimal(C)
                 tgt = float(lawobj.predict(n0, d0))
-            out["plans"]["inference_aware"] = planning.plan_inference_aware(lawobj, tgt, parse_quantity(inference_tokens))
+            out["plans"]["inference_aware"] = planning.plan_inference_aware(lawobj, tgt, inference)
         if C is not None and not unique_tokens:
             out["plans"]["compute_optimal"] = planning.plan_compute(lawobj, C)
             out["plans"]["compute_optimal"]["cost"] = planning.flops_to_gpu_hours(C, hardware, mfu)
@@ -711,7 +849,7 @@ def ladder_cmd(
     moe: bool = typer.Option(False, "--moe", help="Train an iso-active Mixture-of-Experts ladder beside the dense one."),
     moe_only: bool = typer.Option(False, "--moe-only", help="Train only the MoE ladder."),
     budgets: Optional[str] = typer.Option(None, help="Comma-separated compute budgets in FLOPs (C = 6 N_active D)."),
-    sizes_per_budget: Optional[int] = typer.Option(None, help="Model sizes per IsoFLOP budget (>= 3)."),
+    sizes_per_budget: Optional[int] = typer.Option(None, min=3, max=64, help="Model sizes per IsoFLOP budget (>= 3)."),
     corpus: str = typer.Option("stdlib", help="'stdlib' (the running Python's standard library), a folder/file/JSONL of "
                                               "text, or a procedural task task:KIND:DIGITS[:FORMAT] (KIND addition, "
                                               "multiplication, reverse or mix; FORMAT direct, scratchpad or mixed), "
@@ -721,11 +859,11 @@ def ladder_cmd(
     dtype: str = typer.Option("fp32", help="fp32 or bf16 (autocast)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile each model."),
     executor: str = typer.Option("local", help="local (worker processes), inline (this process), ray or slurm (submitit)."),
-    workers: int = typer.Option(1, help="Runs at a time (local executor)."),
+    workers: int = typer.Option(1, min=1, max=1024, help="Runs at a time (local executor)."),
     address: Optional[str] = typer.Option(None, help="Ray cluster address: auto or HOST:PORT (default: start one here)."),
-    gpus_per_run: float = typer.Option(0, help="GPUs each run asks Ray for."),
-    threads: Optional[int] = typer.Option(None, help="Torch threads per worker."),
-    bootstrap: Optional[int] = typer.Option(None, help="Bootstrap resamples for the fits."),
+    gpus_per_run: float = typer.Option(0, min=0, max=64, help="GPUs each run asks Ray for."),
+    threads: Optional[int] = typer.Option(None, min=1, max=1024, help="Torch threads per worker."),
+    bootstrap: Optional[int] = typer.Option(None, min=0, max=100_000, help="Bootstrap resamples for the fits."),
     verify: bool = typer.Option(True, help="Forecast, then train, a run at --verify-multiplier x the largest budget."),
     verify_multiplier: Optional[float] = typer.Option(None, help="Verification compute over the largest budget "
                                                       "(preset default: 10 for quick, 30 for standard and large)."),
@@ -748,6 +886,20 @@ def ladder_cmd(
     """
     import dataclasses as dc
 
+    _choice(tokenizer, "--tokenizer", ("byte", "bpe"))
+    _choice(dtype, "--dtype", ("fp32", "bf16"))
+    _choice(executor, "--executor", ("local", "inline", "ray", "slurm"))
+    if schedule is not None:
+        _choice(schedule, "--schedule", ("wsd", "cosine"))
+    if moe and moe_only:
+        _fail("give --moe (dense and MoE ladders) or --moe-only, not both")
+    budget_values = _quantities(budgets, "--budgets", lo=1e6, hi=MAX_LADDER_FLOPS) if budgets else None
+    _finite(lr, "--lr", lo=0, lo_open=True, hi=10)
+    _finite(lr_exponent, "--lr-exponent", lo=-2, hi=2)
+    _finite(verify_multiplier, "--verify-multiplier", lo=1, hi=1e4)
+    if not corpus.startswith("task:") and corpus != "stdlib" and "://" not in corpus and not Path(corpus).exists():
+        _fail(f"--corpus {corpus}: no such file or folder (accepted: stdlib, a folder/file/JSONL of text, "
+              "or task:KIND:DIGITS[:FORMAT])")
     _require("train", "scalinglab ladder", "torch")
     if tokenizer == "bpe":
         _require("bpe", "--tokenizer bpe", "tokenizers")
@@ -763,8 +915,8 @@ def ladder_cmd(
     if moe or moe_only:
         changes["families"] = ("moe",) if moe_only else ("dense", "moe")
     try:
-        if budgets:
-            changes["budgets"] = tuple(parse_quantity(b) for b in budgets.split(","))
+        if budget_values:
+            changes["budgets"] = tuple(budget_values)
         if sizes_per_budget:
             changes["sizes_per_budget"] = sizes_per_budget
         if bootstrap is not None:
@@ -775,6 +927,11 @@ def ladder_cmd(
                 changes[key] = value
         _check_device(device)
         spec = dc.replace(PRESETS[preset], **changes)
+        largest = max(spec.budgets) * (spec.verify_multiplier if verify else 1)
+        if device == "cpu" and largest > MAX_CPU_RUN_FLOPS:
+            _fail(f"--budgets: the largest run would take {largest:.3g} FLOPs, about {largest / 1e11 / 86400:.0f} days on a "
+                  f"CPU at 100 GFLOP/s; CPU ladders are refused above {MAX_CPU_RUN_FLOPS:.0e} FLOPs per run (use "
+                  "--device cuda, or smaller --budgets)")
         ex = make_executor(executor, workers=workers, threads=threads, address=address, gpus_per_run=gpus_per_run)
     except ValueError as e:
         _fail(str(e))
@@ -880,7 +1037,7 @@ def _print_ladder(report: dict) -> None:
 
 
 # --------------------------------------------------------------------------------------------- test-time
-samples_app = typer.Typer(help="Samples for test-time analyses.", no_args_is_help=True)
+samples_app = _App(help="Samples for test-time analyses.", no_args_is_help=True)
 app.add_typer(samples_app, name="samples")
 
 
@@ -891,37 +1048,51 @@ def samples_import_cmd(file: Path = typer.Argument(..., help="JSONL/CSV/Parquet:
                        on_duplicate: str = typer.Option("error", help="error, skip or replace."), as_json: bool = JsonOpt):
     """Import samples (validated; nothing written on any error)."""
     _check_on_duplicate(on_duplicate)
-    from .testtime.samples import import_samples
-    try:
+    from .testtime.samples import parse_samples, summary
+    if file.is_dir():
+        _fail(f"{file} is a directory; give a samples file (JSONL/CSV/Parquet)")
+    try:       # the whole file is checked before the store is opened (a refused import creates no store)
+        parsed = parse_samples(file, task=task, model=model)
         with RunStore(store) as st:
-            res = import_samples(file, st, task=task, model=model, on_duplicate=on_duplicate)
+            st.add_samples(parsed["rows"], parsed["counts"], on_duplicate=on_duplicate)
+        res = summary(parsed)
     except (importers.ImportFormatError, StoreError) as e:
         _fail(str(e))
     if as_json:
         return _emit_json(res)
     console.print(f"imported {res['samples']} samples / {res['problems']} problems ({res['mode']}) into {store}: "
-                  f"{', '.join(res['groups'])}")
+                  f"{', '.join(res['groups'])}", markup=False)
 
 
 def _groups(file, store, task, model):
     from .testtime.samples import load_groups
+    if file is not None and file.is_dir():
+        _fail(f"{file} is a directory; give a samples file (JSONL/CSV/Parquet)")
+    if file is None:
+        _existing_store(store)
     try:
         if file is not None:
-            return load_groups(file, task=task, model=model)
-        with RunStore(store, readonly=True) as st:
-            return load_groups(None, st, task=task, model=model)
+            groups = load_groups(file, task=task, model=model)
+        else:
+            with RunStore(store, readonly=True) as st:
+                groups = load_groups(None, st, task=task, model=model)
     except (importers.ImportFormatError, FileNotFoundError) as e:
         _fail(str(e))
+    if not groups and (task is not None or model is not None):
+        everything = load_groups(file, task=None, model=None) if file is not None else None
+        if everything is None:
+            with RunStore(store, readonly=True) as st:
+                everything = load_groups(None, st)
+        have = ", ".join(f"{t}/{m}" for t, m in sorted(everything)) or "none"
+        _fail(f"no samples for --task {task or '(any)'} --model {model or '(any)'} in {file or store} (task/model there: {have})")
+    return groups
 
 
 def _ks(text: str) -> list[int]:
-    try:
-        ks = sorted({int(parse_quantity(k)) for k in text.split(",")})
-    except ValueError as e:
-        _fail(f"--k: {e}")
-    if not ks or ks[0] < 1:
-        _fail("--k values must be >= 1")
-    return ks
+    ks = _quantities(text, "--k", lo=1, lo_open=False, hi=1e12)
+    if any(k != int(k) for k in ks):
+        _fail(f"--k takes whole numbers of samples (e.g. 1,10,100), got {text!r}")
+    return sorted({int(k) for k in ks})
 
 
 @app.command("passk")
@@ -929,17 +1100,19 @@ def passk_cmd(file: Optional[Path] = typer.Argument(None, help="Samples file (el
               k: str = typer.Option("1,2,4,8,16,32,64", "--k", help="Comma-separated k values."),
               task: Optional[str] = None, model: Optional[str] = None,
               clamp: bool = typer.Option(False, help="Use k = n where k exceeds a problem's samples."),
-              bootstrap: int = typer.Option(1000, help="Bootstrap resamples over problems."),
+              bootstrap: int = typer.Option(1000, min=0, max=100_000, help="Bootstrap resamples over problems."),
               target: Optional[float] = typer.Option(None, help="Coverage to reach: samples needed, from the fitted law."),
               out: Path = typer.Option(Path("scalinglab-out/testtime"), help="Directory for figures."),
               figures: bool = typer.Option(True), as_json: bool = JsonOpt):
     """Unbiased pass@k (coverage) with bootstrap intervals and the coverage law exp(a k^b)."""
     from .testtime.analysis import compute_frontier, passk_report
+    ks = _ks(k)
+    _finite(target, "--target", lo=0, hi=1, lo_open=True, hi_open=True)
     groups = _groups(file, store, task, model)
     if not groups:
         _fail("no samples found")
     try:
-        rep = passk_report(groups, _ks(k), n_bootstrap=bootstrap, clamp=clamp, target=target)
+        rep = passk_report(groups, ks, n_bootstrap=bootstrap, clamp=clamp, target=target)
     except ValueError as e:
         _fail(str(e).replace("pass clamp=True", "give --k up to the samples drawn, or --clamp"))
     rep["frontier"] = compute_frontier(list(rep["groups"].values()))
@@ -949,7 +1122,7 @@ def passk_cmd(file: Optional[Path] = typer.Argument(None, help="Samples file (el
     if as_json:
         return _emit_json(rep)
     for name, g in rep["groups"].items():
-        table = Table(title=f"{name}: coverage over {g['n_problems']} problems")
+        table = Table(title=f"{escape(name)}: coverage over {g['n_problems']} problems")
         for col in ("k", "pass@k", "95% interval") + (("inference FLOPs",) if "inference_flops" in g else ()):
             table.add_column(col, justify="right")
         for i, kk in enumerate(g["k"]):
@@ -987,8 +1160,10 @@ def passk_forecast_cmd(file: Optional[Path] = typer.Argument(None, help="Samples
         _fail(f"--distribution must be beta or kumaraswamy, not {distribution!r}")
     if zero_mass not in ("auto", "yes", "no"):
         _fail(f"--zero-mass must be auto, yes or no, not {zero_mass!r}")
-    if bootstrap < 0 or (backtest is not None and backtest < 1):
-        _fail("--bootstrap must be >= 0 and --backtest >= 1")
+    if not 0 <= bootstrap <= 100_000:
+        _fail(f"--bootstrap must be from 0 to 100,000, got {bootstrap}")
+    if backtest is not None and backtest < 1:
+        _fail(f"--backtest must be at least 1 sample per problem, got {backtest}")
     ks = _ks(k)
     if file is None:
         _existing_store(store)
@@ -1017,7 +1192,7 @@ def passk_forecast_cmd(file: Optional[Path] = typer.Argument(None, help="Samples
                          if ns["fitted"] else f"0 (not kept: likelihood-ratio {d['lr_statistic'] or 0:.2f} < 2.71)")
                       + f"; fit vs measured pass@k up to k={g['fit_check']['k'][-1]}: max |error| {g['fit_check']['max_abs_error']:.4f}",
                       highlight=False)
-        table = Table(title=f"{name}: pass@k forecast")
+        table = Table(title=f"{escape(name)}: pass@k forecast")
         for col in ("k", "distribution", "95% interval", "coverage law exp(a k^b)", "measured"):
             table.add_column(col, justify="right")
         agg = g["aggregate"]
@@ -1041,21 +1216,22 @@ def passk_forecast_cmd(file: Optional[Path] = typer.Argument(None, help="Samples
 @app.command("majk")
 def majk_cmd(file: Optional[Path] = typer.Argument(None), store: Path = StoreOpt,
              k: str = typer.Option("1,2,4,8,16", "--k"), task: Optional[str] = None, model: Optional[str] = None,
-             resamples: int = typer.Option(2000, help="Resamples without replacement per problem and k."),
+             resamples: int = typer.Option(2000, min=1, max=1_000_000, help="Resamples without replacement per problem and k."),
              as_json: bool = JsonOpt):
     """maj@k, verifier-weighted majority and best-of-k, beside pass@k."""
     from .testtime.analysis import vote_report
+    ks = _ks(k)
     try:
-        rep = vote_report(_groups(file, store, task, model), _ks(k), n_resamples=resamples)
+        rep = vote_report(_groups(file, store, task, model), ks, n_resamples=resamples)
     except ValueError as e:
         _fail(str(e))
     if as_json:
         return _emit_json(rep)
     for name, g in rep["groups"].items():
         if "error" in g:
-            console.print(f"[yellow]{name}[/]: {g['error']}")
+            console.print(f"[yellow]{escape(name)}[/]: {escape(g['error'])}")
             continue
-        table = Table(title=name)
+        table = Table(title=escape(name))
         cols = ["k", "pass@k", "maj@k"] + (["weighted maj@k", "best-of-k"] if "best_of_k" in g else [])
         for col in cols:
             table.add_column(col, justify="right")
@@ -1082,10 +1258,14 @@ def verifier_cmd(file: Optional[Path] = typer.Argument(None), store: Path = Stor
                  as_json: bool = JsonOpt):
     """Resampling against an imperfect verifier: accuracy vs attempts, its ceiling, the best budget."""
     from .testtime.analysis import verifier_report
-    if k_max < 1 or not 0 <= tpr <= 1 or (fpr_unsolved is not None and not 0 <= fpr_unsolved <= 1):
-        _fail("--k-max must be >= 1 and --tpr, --fpr-unsolved in [0, 1]")
+    if k_max < 1 or k_max > 1_000_000:
+        _fail(f"--k-max must be a whole number from 1 to 1,000,000, got {k_max}")
+    _finite(tpr, "--tpr", lo=0, hi=1)
+    _finite(fpr_unsolved, "--fpr-unsolved", lo=0, hi=1)
+    _finite(cost, "--cost", lo=0, hi=1e6)
+    fprs = _quantities(fpr, "--fpr", lo=0, lo_open=False, hi=1)
     try:
-        rep = verifier_report(_groups(file, store, task, model), tpr=tpr, fprs=[float(x) for x in fpr.split(",")],
+        rep = verifier_report(_groups(file, store, task, model), tpr=tpr, fprs=fprs,
                               cost=cost, k_max=k_max, fpr_unsolved=fpr_unsolved, abstain=abstain, compare=compare)
     except ValueError as e:
         _fail(str(e))
@@ -1095,7 +1275,7 @@ def verifier_cmd(file: Optional[Path] = typer.Argument(None), store: Path = Stor
     if as_json:
         return _emit_json(rep)
     for name, g in rep["groups"].items():
-        table = Table(title=f"{name}: TPR {tpr}, false-positive cost {cost}")
+        table = Table(title=f"{escape(name)}: TPR {tpr}, false-positive cost {cost}")
         for col in ("FPR", "acc@1", f"acc@{g['k'][-1]}", "ceiling", "best k", "reward at best k"):
             table.add_column(col, justify="right")
         for f, r in g["by_fpr"].items():
@@ -1126,6 +1306,13 @@ def sample_cmd(checkpoint: Optional[Path] = typer.Argument(None, help="Checkpoin
                checkpoints: Path = typer.Option(Path("scalinglab-out/checkpoints")),
                seed: int = typer.Option(0), store: Path = StoreOpt, as_json: bool = JsonOpt):
     """Draw samples with a KV cache from lab checkpoints, verify them exactly, write them to the store."""
+    _whole(n, "--n", 1, 1_000_000)
+    _whole(problems, "--problems", 1, 1_000_000)
+    _finite(temperature, "--temperature", lo=0, hi=100)
+    _choice(fmt, "--format", ("direct", "scratchpad"))
+    _task(task)
+    if checkpoint is not None and not checkpoint.exists():
+        _fail(f"no checkpoint at {checkpoint} (give a checkpoint folder or file, or --ladder)")
     _require("train", "scalinglab sample", "torch")
     from .testtime.sampling import sample_task
     targets = []
@@ -1155,12 +1342,12 @@ def sample_cmd(checkpoint: Optional[Path] = typer.Argument(None, help="Checkpoin
         return _emit_json({"results": results})
     for r in results:
         console.print(f"{r['run_id']}: N_active={r['n_active']:,}, {r['samples']} samples of {r['task']}, pass@1 "
-                      f"{r['pass_at_1']:.4f}, {r['tokens_per_sample']:.1f} tokens and {r['flops_per_sample']:.3g} FLOPs per sample")
-    console.print(f"analyse with: scalinglab passk --store {store} --task {task}:{fmt}")
+                      f"{r['pass_at_1']:.4f}, {r['tokens_per_sample']:.1f} tokens and {r['flops_per_sample']:.3g} FLOPs per sample", markup=False)
+    console.print(f"analyse with: scalinglab passk --store {store} --task {task}:{fmt}", markup=False)
 
 
 # --------------------------------------------------------------------------------------------- economics
-cost_app = typer.Typer(help="What it costs to train and to serve.", no_args_is_help=True)
+cost_app = _App(help="What it costs to train and to serve.", no_args_is_help=True)
 app.add_typer(cost_app, name="cost")
 
 
@@ -1202,9 +1389,11 @@ def cost_train_cmd(params: str = typer.Option(..., "--params", help="Parameters 
                    usd_per_hour: Optional[float] = UsdPerHourOpt, as_json: bool = JsonOpt):
     """Training FLOPs (6ND), GPU-hours, days on K GPUs and dollars."""
     from . import cost
+    n, d = _quantity(params, "--params", hi=MAX_PARAMS), _quantity(tokens, "--tokens", hi=MAX_TOKENS)
+    _finite(mfu, "--mfu", lo=0, lo_open=True, hi=1)
+    _whole(gpus, "--gpus", 1, 10_000_000)
     try:
-        out = cost.train_cost(parse_quantity(params), parse_quantity(tokens), _hw(hardware, hardware_file, usd_per_hour),
-                              mfu, gpus)
+        out = cost.train_cost(n, d, _hw(hardware, hardware_file, usd_per_hour), mfu, gpus)
     except ValueError as e:
         _fail(str(e))
     if as_json:
@@ -1229,9 +1418,25 @@ def cost_serve_cmd(params: str = typer.Option(..., "--params", help="Total param
                    as_json: bool = JsonOpt):
     """Weight and KV-cache memory, whether it fits, and cost per million input and output tokens."""
     from . import cost
+    from .accounting import BYTES_PER_PARAM
+    n = _quantity(params, "--params", hi=MAX_PARAMS)
+    active = _quantity(active_params, "--active-params", hi=n) if active_params is not None else None
+    _choice(precision, "--precision", tuple(BYTES_PER_PARAM))
+    _choice(kv_precision, "--kv-precision", tuple(BYTES_PER_PARAM))
+    _whole(context, "--context", 1, 100_000_000)
+    _whole(batch, "--batch", 1, 10_000_000)
+    for value, option in ((layers, "--layers"), (kv_heads, "--kv-heads"), (head_dim, "--head-dim"), (experts, "--experts"),
+                          (top_k, "--top-k")):
+        _whole(value, option, 1, 1_000_000)
+    if top_k is not None and experts is not None and top_k > experts:
+        _fail(f"--top-k ({top_k}) cannot exceed --experts ({experts})")
+    if (top_k is None) != (experts is None):
+        _fail("give --experts and --top-k together (an MoE layer's experts and how many each token uses)")
+    _finite(mfu, "--mfu", lo=0, lo_open=True, hi=1)
+    _whole(gpus, "--gpus", 1, 10_000_000)
     try:
-        out = cost.serve_cost(parse_quantity(params), _hw(hardware, hardware_file, usd_per_hour),
-                              active_params=parse_quantity(active_params) if active_params else None, precision=precision,
+        out = cost.serve_cost(n, _hw(hardware, hardware_file, usd_per_hour),
+                              active_params=active, precision=precision,
                               context=context, batch=batch, layers=layers, kv_heads=kv_heads, head_dim=head_dim,
                               kv_precision=kv_precision, mfu=mfu, n_gpus=gpus, n_experts=experts, top_k=top_k)
     except ValueError as e:
@@ -1293,6 +1498,11 @@ def distill_cmd(teacher: str = typer.Option(..., help="Run id of the teacher (it
                 store: Path = StoreOpt, checkpoints: Path = typer.Option(Path("scalinglab-out/checkpoints")),
                 as_json: bool = JsonOpt):
     """Distil a small student from a larger lab model and compare with training from scratch at equal compute."""
+    flops = _quantity(compute, "--compute", hi=MAX_CPU_RUN_FLOPS)
+    _finite(alpha, "--alpha", lo=0, hi=1)
+    _finite(temperature, "--temperature", lo=0, lo_open=True, hi=100)
+    for value, option in ((d_model, "--d-model"), (layers, "--layers"), (heads, "--heads")):
+        _whole(value, option, 1, 65_536)
     _require("train", "scalinglab distill", "torch")
     _existing_store(store)
     from .economics import distillation_study
@@ -1301,7 +1511,7 @@ def distill_cmd(teacher: str = typer.Option(..., help="Run id of the teacher (it
         with RunStore(store) as st:
             out = distillation_study(st, checkpoints, teacher=teacher, student=dict(d_model=d_model, n_layers=layers,
                                                                                       n_heads=heads),
-                                     flops=parse_quantity(compute), alpha=alpha, temperature=temperature, log=log)
+                                     flops=flops, alpha=alpha, temperature=temperature, log=log)
             st.add_decision("distillation", teacher, "measured", out)
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
@@ -1317,7 +1527,7 @@ def distill_cmd(teacher: str = typer.Option(..., help="Run id of the teacher (it
 
 
 # --------------------------------------------------------------------------------------------- capabilities
-scores_app = typer.Typer(help="Downstream task scores across scale.", no_args_is_help=True)
+scores_app = _App(help="Downstream task scores across scale.", no_args_is_help=True)
 app.add_typer(scores_app, name="scores")
 
 from .cli_observe import register as _register_observe  # noqa: E402  (public model tables: models, trends, observe)
@@ -1384,6 +1594,9 @@ def evaluate_cmd(tasks: str = typer.Option("addition:2,multiplication:2,reverse:
                  family: Optional[str] = None, store: Path = StoreOpt,
                  checkpoints: Path = typer.Option(Path("scalinglab-out/checkpoints")), as_json: bool = JsonOpt):
     """Evaluate every trained checkpoint on procedural tasks under exact match and continuous metrics."""
+    for t in tasks.split(","):
+        _task(t, "--tasks")
+    _whole(problems, "--problems", 1, 1_000_000)
     _require("train", "scalinglab evaluate", "torch")
     _existing_store(store)
     from .forecast.evaluate import evaluate_runs
@@ -1399,7 +1612,7 @@ def evaluate_cmd(tasks: str = typer.Option("addition:2,multiplication:2,reverse:
         _fail(str(e))
     if as_json:
         return _emit_json({"scores": rows})
-    console.print(f"{len(rows)} scores written to {store}")
+    console.print(f"{len(rows)} scores written to {store}", markup=False)
 
 
 def _score_table(store: Path, task: str, metric: str):
@@ -1441,7 +1654,7 @@ def emergence_cmd(task: str = typer.Option(..., help="Task, e.g. addition:2."), 
     console.print(t)
     for p in paths:
         if p.endswith(".png"):
-            console.print(f"figure: {p}")
+            console.print(f"figure: {p}", markup=False)
 
 
 def _two_step(store, task, metric, bootstrap):
@@ -1546,6 +1759,14 @@ def forecast_cmd(task: str = typer.Option(..., help="Task, e.g. addition:2."),
     flagged and its score withheld. Otherwise: task loss = E + (C_c/C)^alpha.
     """
     from .forecast import backtest
+    for text, option, hi in ((compute, "--compute", MAX_FLOPS), (params, "--params", MAX_PARAMS), (tokens, "--tokens", MAX_TOKENS)):
+        if text is not None:
+            _quantity(text, option, hi=hi)
+    _finite(threshold, "--threshold", lo=0, hi=1) if metric != "task_loss" else _finite(threshold, "--threshold", lo=0)
+    _finite(chance, "--chance", lo=0, hi=1, hi_open=True)
+    _whole(backtest_n, "--backtest", 0, 1000)
+    _whole(bootstrap, "--bootstrap", 0, 100_000)
+    _choice(variant, "--variant", ("auto", "two_step", "single_step", "stacked"))
     ladder = _task_ladder(store, task, metric, bootstrap, chance, variant, max(3, backtest_n))
     if ladder is not None:
         return _print_ladder_forecast(ladder, store, task, metric, compute, params, tokens, threshold, as_json)
@@ -1574,7 +1795,7 @@ def forecast_cmd(task: str = typer.Option(..., help="Task, e.g. addition:2."),
         out["decision_id"] = st.add_decision("task-forecast", f"{task}/{metric}", "forecast", out)
     if as_json:
         return _emit_json(out)
-    console.print(f"[bold]{task} {metric}[/]: {out['method']} ({len(C)} models)")
+    console.print(f"[bold]{escape(task)} {escape(metric)}[/]: {out['method']} ({len(C)} models)")
     fmt_iv = lambda v: f"[{v[0]:.4g}, {v[1]:.4g}]" if v else ""  # noqa: E731
     if "forecast" in out:
         f = out["forecast"]
@@ -1609,7 +1830,7 @@ def _ladder_evidence(fc, C, metric):
 def gate_cmd(policy: Path = typer.Option(..., help="TOML policy of capability thresholds."),
              run: Optional[str] = typer.Option(None, "--run", help="Run id or name of a trained run (measured evidence)."),
              plan_compute: Optional[str] = typer.Option(None, "--plan-compute", help="Compute of a planned run (forecast evidence)."),
-             bootstrap: int = typer.Option(1000), store: Path = StoreOpt, as_json: bool = JsonOpt):
+             bootstrap: int = typer.Option(1000, min=0, max=100_000), store: Path = StoreOpt, as_json: bool = JsonOpt):
     """Evaluate a run or a planned run against a release policy: pass (exit 0), review (10) or hold (20).
 
     The policy is a TOML file of \\[\\[rule]] tables. A rule fires its action when
@@ -1635,6 +1856,8 @@ def gate_cmd(policy: Path = typer.Option(..., help="TOML policy of capability th
     from .forecast.gates import PolicyError
     if (run is None) == (plan_compute is None):
         _fail("give exactly one of --run or --plan-compute")
+    if plan_compute is not None:
+        _quantity(plan_compute, "--plan-compute", hi=MAX_FLOPS)
     _existing_store(store)
     try:
         with RunStore(store, readonly=True) as st:
@@ -1676,9 +1899,9 @@ def gate_cmd(policy: Path = typer.Option(..., help="TOML policy of capability th
         _emit_json(result)
     else:
         colour = {"pass": "green", "review": "yellow", "hold": "red"}[result["decision"]]
-        console.print(f"[bold {colour}]{result['decision'].upper()}[/] for {subject} (policy {policy}, sha256 {policy_hash[:12]})")
+        console.print(f"[bold {colour}]{result['decision'].upper()}[/] for {escape(str(subject))} (policy {escape(str(policy))}, sha256 {policy_hash[:12]})")
         for r in result["rules"]:
-            console.print(f"  {r['rule']}: {r['outcome']} — {r['reason']}")
+            console.print(f"  {r['rule']}: {r['outcome']} — {r['reason']}", markup=False)
     raise typer.Exit(result["exit_code"])
 
 
@@ -1688,30 +1911,41 @@ def report_cmd(out: Path = typer.Option(Path("report.html"), "--out", help="The 
                static: Optional[Path] = typer.Option(None, "--static", help="Also write matplotlib PNG/SVG figures here."),
                store: Path = StoreOpt, as_json: bool = JsonOpt):
     """Write a single offline HTML report of everything in the store."""
+    if out.is_dir():
+        _fail(f"--out {out} is a directory; give the HTML file to write (e.g. {out / 'report.html'})")
     _require("report", "scalinglab report", "plotly")
     _existing_store(store)
     from .report.html import write_report
     res = write_report(store, out, static_dir=static)
     if as_json:
         return _emit_json(res)
-    console.print(f"wrote {res['report']} ({res['bytes'] / 1e6:.1f} MB, offline)")
+    console.print(f"wrote {res['report']} ({res['bytes'] / 1e6:.1f} MB, offline)", markup=False)
     for p in res["static_figures"]:
         if p.endswith(".png"):
-            console.print(f"figure: {p}")
+            console.print(f"figure: {p}", markup=False)
 
 
 @app.command("serve")
 def serve_cmd(store: Path = StoreOpt, host: str = typer.Option("127.0.0.1", help="Address to bind (default: this machine only)."),
-              port: int = typer.Option(8765)):
+              port: int = typer.Option(8765, min=1, max=65535),
+              allowed_hosts: str = typer.Option("localhost,127.0.0.1,::1", "--allowed-hosts",
+                                                help="Host names the dashboard answers to, comma-separated: requests with "
+                                                     "any other Host header are refused (DNS rebinding). Add the name "
+                                                     "you serve it under, or * for any.")):
     """Serve a live dashboard of the store (read-only; safe while a ladder writes)."""
     _require("serve", "scalinglab serve", "plotly", "starlette", "uvicorn")
     _existing_store(store)
     from .report.dashboard import serve
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(f"[yellow]warning:[/] binding {host}: the dashboard has no authentication")
-    console.print(f"dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
+    hosts = [h.strip() for h in allowed_hosts.split(",") if h.strip()]
+    if not hosts:
+        _fail("--allowed-hosts needs at least one host name (or * for any)")
+    if host not in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::") and host not in hosts:
+        hosts.append(host)
+    console.print(f"dashboard on http://{host}:{port}/ (Ctrl-C to stop; answers to Host: {', '.join(hosts)})", markup=False)
     try:
-        serve(store, host, port)
+        serve(store, host, port, tuple(hosts))
     except FileNotFoundError as e:
         _fail(str(e))
 

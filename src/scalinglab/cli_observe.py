@@ -9,12 +9,12 @@ from typing import Optional
 
 import typer
 
-from .cli import JsonOpt, StoreOpt, _emit_json, _fail, console
+from .cli import JsonOpt, StoreOpt, _App, _emit_json, _fail, console
 from .importers import ImportFormatError
 from .store import RunStore, StoreError
 
-models_app = typer.Typer(help="Public model tables (parameters, tokens, dates, benchmark scores).", no_args_is_help=True)
-observe_app = typer.Typer(help="Observational scaling laws from public model tables (no training).", no_args_is_help=True)
+models_app = _App(help="Public model tables (parameters, tokens, dates, benchmark scores).", no_args_is_help=True)
+observe_app = _App(help="Observational scaling laws from public model tables (no training).", no_args_is_help=True)
 
 TableOpt = typer.Option(None, "--table", help="Read this model table (CSV/TSV/JSONL/Parquet) instead of the store.")
 ExampleOpt = typer.Option(False, "--example", help="Use the bundled example table of public models.")
@@ -128,7 +128,7 @@ def models_list_cmd(table: Optional[Path] = TableOpt, example: bool = ExampleOpt
                     collection: Optional[str] = CollectionOpt, as_json: bool = JsonOpt):
     """The models of a table: family, N, D, C, date, scores and source."""
     import numpy as np
-    from rich.table import Table
+    from .cli import Table
 
     from ._units import format_quantity
     t = _load(table, example, store, collection)

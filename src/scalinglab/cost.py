@@ -83,14 +83,34 @@ def measure_this_cpu(usd_per_hour: float = 0.0) -> Hardware:
 def load_hardware(path: str | Path) -> dict[str, Hardware]:
     """Extra profiles from TOML/JSON: ``[NAME] peak_bf16=..., memory_bytes=..., bandwidth=..., usd_per_hour=...``."""
     path = Path(path)
-    data = tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
+    if path.suffix not in (".toml", ".json"):
+        raise ValueError(f"{path}: a hardware file is .toml or .json")
+    try:
+        text = path.read_text()
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except FileNotFoundError:
+        raise ValueError(f"no hardware file at {path}") from None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError, IsADirectoryError) as e:
+        raise ValueError(f"{path}: not a readable {path.suffix[1:].upper()} file ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected tables of hardware profiles ([NAME] with peak_bf16, memory_bytes, bandwidth, "
+                         "usd_per_hour)")
     out = {}
     for name, fields in data.items():
+        if not isinstance(fields, dict):
+            raise ValueError(f"{path}: hardware {name!r} must be a table of fields, not {fields!r}")
         missing = {"peak_bf16", "memory_bytes", "bandwidth", "usd_per_hour"} - set(fields)
         if missing:
             raise ValueError(f"{path}: hardware {name!r} is missing {sorted(missing)}")
-        out[name] = Hardware(fields.get("name", name), float(fields["peak_bf16"]), fields.get("peak_fp8"),
-                             float(fields["memory_bytes"]), float(fields["bandwidth"]), float(fields["usd_per_hour"]))
+        try:
+            values = [float(fields[k]) for k in ("peak_bf16", "memory_bytes", "bandwidth", "usd_per_hour")]
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}: hardware {name!r}: peak_bf16, memory_bytes, bandwidth and usd_per_hour must be "
+                             "numbers") from None
+        if not all(math.isfinite(v) and v >= 0 for v in values) or not all(values[:3]):
+            raise ValueError(f"{path}: hardware {name!r}: peak_bf16, memory_bytes and bandwidth must be positive and "
+                             "usd_per_hour >= 0")
+        out[name] = Hardware(fields.get("name", name), values[0], fields.get("peak_fp8"), *values[1:])
     return out
 
 

@@ -7,6 +7,7 @@ collected with its row number and raised together; on any error nothing is writt
 from __future__ import annotations
 
 import csv
+import io
 import dataclasses
 import json
 import math
@@ -84,9 +85,11 @@ def read_table(path: str | Path) -> tuple[list[str], list[dict], str]:
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = json.loads(line, object_pairs_hook=_unique_keys)
             except json.JSONDecodeError as e:
                 raise ImportFormatError(f"{path}, line {i}: not valid JSON ({e.msg})") from None
+            except ValueError as e:       # a repeated key, or an integer too long to read
+                raise ImportFormatError(f"{path}, line {i}: {e}") from None
             if not isinstance(obj, dict):
                 raise ImportFormatError(f"{path}, line {i}: expected a JSON object per line, got {type(obj).__name__}")
             rows.append(obj)
@@ -94,9 +97,14 @@ def read_table(path: str | Path) -> tuple[list[str], list[dict], str]:
         return cols, rows, "jsonl"
     if ext in {".csv", ".tsv"}:
         delimiter = "\t" if ext == ".tsv" else ","
-        reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
+        # the csv module on the whole text: quoted fields keep their newlines, and U+2028 is data, not a line break
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
         if not reader.fieldnames:
             raise ImportFormatError(f"{path}: empty file (no header row)")
+        repeated = sorted({c for c in reader.fieldnames if reader.fieldnames.count(c) > 1})
+        if repeated:
+            raise ImportFormatError(f"{path}, line 1: duplicate column(s) {', '.join(map(repr, repeated))}: which one "
+                                    "holds the data is ambiguous; rename or remove the extra ones")
         if len(reader.fieldnames) < 2:
             raise ImportFormatError(f"{path}: only one column ({reader.fieldnames[0]!r}) found with delimiter "
                                     f"{delimiter!r}; is this really a {ext} file?")
@@ -109,14 +117,28 @@ def read_table(path: str | Path) -> tuple[list[str], list[dict], str]:
     raise ImportFormatError(f"{path}: unsupported extension {ext!r}; accepted: .csv, .tsv, .jsonl, .ndjson, .parquet")
 
 
+def _unique_keys(pairs):
+    keys = [k for k, _ in pairs]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise ValueError(f"duplicate key(s) {', '.join(map(repr, repeated))}: which value holds is ambiguous")
+    return dict(pairs)
+
+
 def load_mapping(path: str | Path) -> dict:
     """A column mapping file (JSON or TOML): ``{"n": "params", "d": "tokens", "loss": "val_loss"}``."""
     path = Path(path)
-    text = path.read_text()
+    if not path.is_file():
+        raise ImportFormatError(f"--mapping {path}: no such file" + (" (it is a directory)" if path.is_dir() else ""))
     try:
-        data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
-        raise ImportFormatError(f"{path}: not a valid mapping file ({e})") from None
+        text = path.read_text()
+        data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text, object_pairs_hook=_unique_keys)
+    except (tomllib.TOMLDecodeError, ValueError, UnicodeDecodeError) as e:
+        raise ImportFormatError(f"--mapping {path}: not a valid JSON or TOML mapping file ({e}); expected e.g. "
+                                '{"n": "params", "d": "tokens", "loss": "val_loss"}') from None
+    if not isinstance(data, dict) or not all(isinstance(v, str) for k, v in data.items()):
+        raise ImportFormatError(f"--mapping {path}: expected an object of field -> column name, e.g. "
+                                '{"n": "params", "d": "tokens", "loss": "val_loss"}')
     unknown = set(data) - set(FIELDS) - {"n_convention"}
     if unknown:
         raise ImportFormatError(f"{path}: unknown mapping key(s) {sorted(unknown)}; accepted: {', '.join(FIELDS)}, n_convention")
@@ -149,9 +171,15 @@ def resolve_columns(columns: list[str], mapping: dict | None, source: str) -> di
     return found
 
 
+FLOPS_TOLERANCE = (0.5, 3.0)     # C / 6ND a file may state: attention and embeddings move it, a typo moves it far
+
+
 def parse_runs(path: str | Path, mapping: dict | None = None, *, drop_invalid: bool = False,
-               n_convention: str = "n_total") -> ImportResult:
-    """Read and validate a table of runs without touching any store."""
+               n_convention: str = "n_total", trust_flops: bool = False) -> ImportResult:
+    """Read and validate a table of runs without touching any store.
+
+    A row with N, D and C all given must have C within ``FLOPS_TOLERANCE`` of 6ND, unless
+    ``trust_flops``: then the file's C is authoritative and is the compute axis of every fit."""
     mapping = dict(mapping or {})
     n_convention = mapping.pop("n_convention", n_convention)
     if n_convention not in N_CONVENTIONS:
@@ -203,6 +231,15 @@ def parse_runs(path: str | Path, mapping: dict | None = None, *, drop_invalid: b
         if bad:
             continue
         n, d, c = vals.get("n"), vals.get("d"), vals.get("c")
+        if None not in (n, d, c):
+            ratio = c / (6.0 * n * d)
+            if trust_flops:
+                derived.add("C as the file states it (--trust-flops): the compute axis of every fit; N and D as given")
+            elif not FLOPS_TOLERANCE[0] <= ratio <= FLOPS_TOLERANCE[1]:
+                errors.append(f"{where}: {cols['c']} = {c:.4g} is {ratio:.3g} x 6ND (N = {n:.4g}, D = {d:.4g}); "
+                              f"accepted: {FLOPS_TOLERANCE[0]:g}-{FLOPS_TOLERANCE[1]:g} x 6ND. Check the columns, leave "
+                              "C out to derive it, or pass --trust-flops if the file's C is right")
+                continue
         if c is None:
             c = 6.0 * n * d
             derived.add("C = 6*N*D")
@@ -247,9 +284,9 @@ def param_counts_for(n: float, n_convention: str) -> dict:
 
 
 def import_runs(path: str | Path, store: RunStore, mapping: dict | None = None, *, drop_invalid: bool = False,
-                n_convention: str = "n_total", on_duplicate: str = "error") -> ImportResult:
+                n_convention: str = "n_total", on_duplicate: str = "error", trust_flops: bool = False) -> ImportResult:
     """Validate a table and write its runs to ``store`` in one transaction (all or nothing)."""
-    result = parse_runs(path, mapping, drop_invalid=drop_invalid, n_convention=n_convention)
+    result = parse_runs(path, mapping, drop_invalid=drop_invalid, n_convention=n_convention, trust_flops=trust_flops)
     result.written = store.add_runs(result.runs, on_duplicate=on_duplicate)
     return result
 

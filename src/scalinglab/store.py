@@ -178,6 +178,34 @@ class StoreError(RuntimeError):
     """A store operation that would lose or corrupt data was refused."""
 
 
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _check_header(path: Path) -> None:
+    """Refuse a file that is not an SQLite database before SQLite would take it for an empty one."""
+    with open(path, "rb") as f:
+        head = f.read(len(_SQLITE_MAGIC))
+    if head != _SQLITE_MAGIC:
+        what = "an empty file" if not head else "not an SQLite database"
+        raise StoreError(f"{path} is not a scalinglab store ({what}); give --store a store file, or a new path to "
+                         "start one")
+
+
+def _explain_open_error(path: Path, e: sqlite3.DatabaseError, readonly: bool) -> str:
+    text = str(e)
+    if "not a database" in text:
+        return f"{path} is not a scalinglab store (not an SQLite database: {text})"
+    if "malformed" in text or "corrupt" in text or isinstance(e, sqlite3.DatabaseError) and "disk image" in text:
+        return (f"{path} is corrupt ({text}); nothing was changed. SQLite's `.recover` command may save its contents "
+                "into a new file")
+    if "locked" in text or "busy" in text:
+        return f"{path} is locked by another process (waited 30 s): {text}; try again when it is done"
+    if "readonly" in text or "read-only" in text or "unable to open" in text:
+        return (f"cannot {'read' if readonly else 'write'} {path}: {text} (a read-only file or folder?). Reading "
+                "commands (runs, export, report, serve) open a read-only store")
+    return f"{path} cannot be opened as a run store: {text}"
+
+
 class RunStore:
     """SQLite run store (WAL journal). Use as a context manager or call :meth:`close`.
 
@@ -188,13 +216,41 @@ class RunStore:
 
     def __init__(self, path: str | Path = DEFAULT_STORE, *, readonly: bool = False):
         self.path = Path(path)
+        self._db = None
+        if self.path.is_dir():
+            raise StoreError(f"{self.path} is a directory, not a run store file (give --store a file such as {DEFAULT_STORE})")
+        if readonly and not self.path.exists():
+            raise FileNotFoundError(f"no run store at {self.path}")
+        try:
+            self._open(readonly)
+        except (sqlite3.DatabaseError, StoreError) as e:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+            if isinstance(e, StoreError):
+                raise
+            raise StoreError(_explain_open_error(self.path, e, readonly)) from None
+
+    def _open(self, readonly: bool) -> None:
+        existed = self.path.exists()
+        if existed:
+            _check_header(self.path)
         if readonly:
-            if not self.path.exists():
-                raise FileNotFoundError(f"no run store at {self.path}")
-            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+            try:
+                self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+                self._db.execute("SELECT 1 FROM sqlite_master").fetchone()
+            except sqlite3.OperationalError:   # a read-only folder: no shared-memory file can be made beside it
+                if self._db is not None:
+                    self._db.close()
+                self._db = sqlite3.connect(f"file:{self.path}?immutable=1", uri=True, timeout=30)
+            self._check_is_store()
+            self._check_version(int(self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]))
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=30)
+            if existed:
+                self._check_is_store()
+                self._check_version(int(self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]))
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(_SCHEMA)
@@ -203,8 +259,6 @@ class RunStore:
             if found is None:
                 with self._db:
                     self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(found[0]) > SCHEMA_VERSION:
-                raise StoreError(f"{self.path} has schema version {found[0]}, newer than this scalinglab ({SCHEMA_VERSION})")
             elif int(found[0]) < SCHEMA_VERSION:  # older stores gain the new tables above and their curves as arrays
                 with self._db:
                     self._migrate_curves()
@@ -213,6 +267,19 @@ class RunStore:
         # a read-only store older than schema 4 keeps its curves one row per point until opened for writing
         self._point_rows = self._db.execute(
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name='curves'").fetchone() is not None
+
+    def _check_is_store(self) -> None:
+        """An existing file must already be a scalinglab store: another program's SQLite file is never written."""
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not {"meta", "runs"} <= tables or self._db.execute(
+                "SELECT 1 FROM meta WHERE key='schema_version'").fetchone() is None:
+            raise StoreError(f"{self.path} is not a scalinglab store: an SQLite database without the store's tables "
+                             f"(found: {', '.join(sorted(tables)) or 'none'}); give --store a store file or a new path")
+
+    def _check_version(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path} has schema version {version}, newer than this scalinglab ({SCHEMA_VERSION}): "
+                             "upgrade scalinglab (pip install -U scalinglab) to read it")
 
     def _migrate_curves(self) -> None:
         """Schema 3 -> 4: curves kept one row per point become one compressed array per (run, split)."""

@@ -64,7 +64,14 @@ def load_policy(path: str | Path, *, known_tasks: set[str] | None = None) -> tup
     """
     from ..testtime.tasks import Task
     path = Path(path)
-    text = path.read_text()
+    if path.is_dir():
+        raise PolicyError(f"{path} is a directory; give the policy's TOML file")
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise PolicyError(f"no policy file at {path}") from None
+    except UnicodeDecodeError:
+        raise PolicyError(f"{path}: not a text (TOML) file") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -76,6 +83,8 @@ def load_policy(path: str | Path, *, known_tasks: set[str] | None = None) -> tup
     rules, names = [], {}
     for i, r in enumerate(raw):
         line = lines[i] if i < len(lines) else 0
+        if not isinstance(r, dict):
+            raise PolicyError(f"{path}: 'rule' must be a list of [[rule]] tables, found {type(r).__name__} {r!r}")
         where = f"{path}, line {line} (rule {r.get('name', i + 1)!r})"
         unknown = set(r) - FIELDS
         if unknown:

@@ -40,7 +40,8 @@ class PageCache:
         return self._pages[name]
 
 
-def create_app(store_path: str | Path):
+def create_app(store_path: str | Path, allowed_hosts=("localhost", "127.0.0.1", "::1")):
+    """The dashboard's app; requests whose Host header is not in ``allowed_hosts`` get 400 (DNS rebinding)."""
     from starlette.applications import Starlette
     from starlette.responses import HTMLResponse, JSONResponse
     from starlette.routing import Route
@@ -78,11 +79,18 @@ def create_app(store_path: str | Path):
         with _open() as st:
             return JSONResponse({"curve": st.curve(request.path_params["run_id"])})
 
+    from starlette.middleware import Middleware
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
     return Starlette(routes=[Route("/", index), Route("/api/runs-table", runs_table_view), Route("/api/runs", api_runs),
-                             Route("/api/curves/{run_id}", api_curve)])
+                             Route("/api/curves/{run_id}", api_curve)],
+                     middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))])
 
 
-def serve(store_path: str | Path, host: str = "127.0.0.1", port: int = 8765) -> None:
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def serve(store_path: str | Path, host: str = "127.0.0.1", port: int = 8765,
+          allowed_hosts: tuple[str, ...] = LOCAL_HOSTS) -> None:
     """Run the dashboard until interrupted."""
     import uvicorn
     if not Path(store_path).exists():
@@ -90,4 +98,4 @@ def serve(store_path: str | Path, host: str = "127.0.0.1", port: int = 8765) -> 
     if host not in ("127.0.0.1", "localhost", "::1"):
         warnings.warn(f"serving on {host}: the dashboard has no authentication; anyone who can reach this address "
                       "can read the store", RuntimeWarning, stacklevel=2)
-    uvicorn.run(create_app(store_path), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(store_path, allowed_hosts), host=host, port=port, log_level="warning")

@@ -42,6 +42,19 @@ def _bool(value, where: str, column: str) -> bool:
     raise ImportFormatError(f"{where}: {column} = {value!r} is not a boolean (accepted: true/false, 1/0, yes/no)")
 
 
+def _count(value) -> int | None:
+    """A sample count as a whole number (2.0 and "2" are, 2.5, "inf" and 10^13 are not), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if not math.isfinite(x) or x != int(x) or not 0 <= x <= 1e12:
+        return None
+    return int(x)
+
+
 def _col(columns, field):
     return next((a for a in ALIASES[field] if a in columns), None)
 
@@ -67,10 +80,10 @@ def parse_samples(path: str | Path, *, task: str | None = None, model: str | Non
         seen = {}
         for i, r in enumerate(rows):
             where = f"row {i + first}"
-            try:
-                n, c = int(float(r[nc])), int(float(r[cc]))
-            except (TypeError, ValueError):
-                errors.append(f"{where}: n={r.get(nc)!r}, c={r.get(cc)!r} are not integers")
+            n, c = _count(r.get(nc)), _count(r.get(cc))
+            if n is None or c is None:
+                errors.append(f"{where}: n={r.get(nc)!r}, c={r.get(cc)!r} must be whole numbers of samples "
+                              "(accepted: 0, 1, 2, ... up to 10^12)")
                 continue
             if n < 1 or c < 0:
                 errors.append(f"{where}: need n >= 1 and c >= 0 (n={n}, c={c})")
@@ -119,6 +132,9 @@ def parse_samples(path: str | Path, *, task: str | None = None, model: str | Non
                 continue
             if score is not None and not math.isfinite(score):
                 errors.append(f"{where}: score {score} is not finite")
+            for what, value in (("tokens", tokens), ("flops", flops)):
+                if value is not None and not (math.isfinite(value) and value >= 0):
+                    errors.append(f"{where}: {what} = {value:g} must be a finite number >= 0")
             key = key3 + (str(sid),)
             if key in seen:
                 errors.append(f"{where}: duplicate sample {sid!r} of problem {prob!r} (first at {seen[key]})")
@@ -139,6 +155,11 @@ def parse_samples(path: str | Path, *, task: str | None = None, model: str | Non
 def import_samples(path, store: RunStore, *, task=None, model=None, on_duplicate: str = "error") -> dict:
     parsed = parse_samples(path, task=task, model=model)
     store.add_samples(parsed["rows"], parsed["counts"], on_duplicate=on_duplicate)
+    return summary(parsed)
+
+
+def summary(parsed: dict) -> dict:
+    """What an import of ``parsed`` holds: mode, samples, problems and (task/model) groups."""
     keys = {(r["task"], r["model"]) for r in parsed["rows"] + parsed["counts"]}
     return {"mode": parsed["mode"], "samples": len(parsed["rows"]), "problems": len({(r["task"], r["model"], r["problem"])
                                                                                     for r in parsed["rows"] + parsed["counts"]}),

@@ -64,8 +64,8 @@ class LadderSpec:
     n_bootstrap: int = 1000
 
     def __post_init__(self):
-        if not self.budgets or any(b <= 0 for b in self.budgets):
-            raise ValueError(f"budgets must be positive FLOP counts, got {self.budgets}")
+        if not self.budgets or not all(0 < b <= 1e21 for b in self.budgets):
+            raise ValueError(f"budgets must be positive FLOP counts up to 1e21 (a ladder, not its target), got {self.budgets}")
         if self.sizes_per_budget < 3:
             raise ValueError("an IsoFLOP profile needs at least 3 sizes per budget")
         bad = set(self.families) - {"dense", "moe"}
