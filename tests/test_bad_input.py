@@ -304,6 +304,17 @@ CASES = [
     (["import-tracker", "mlflow", "sqlite:///missing-mlflow.db", "--n", "n", "--d", "d"], ["missing-mlflow.db"]),
     (["import-tracker", "tensorboard", "no/such/logs", "--n", "n", "--d", "d"], ["no/such/logs"]),
     (["import-tracker", "mlflow", "mlruns", "--n-convention", "bogus"], ["--n-convention"]),
+    # public model tables
+    (["models", "import", "missing.csv"], ["missing.csv"]),
+    (["models", "import", "notes.txt"], ["notes.txt"]),
+    (["trends", "--example", "--metric", "bogus"], ["bogus", "mmlu"]),
+    (["trends", "--example", "--metric", "mmlu", "--k", "0"], ["--k"]),
+    (["trends", "--example", "--metric", "mmlu", "--break", "2030-99"], ["--break", "month"]),
+    (["trends", "--example", "--metric", "mmlu", "--level", "2"], ["--level"]),
+    (["observe", "law", "--example", "--target", "bogus"], ["bogus", "gsm8k"]),
+    (["observe", "backtest", "--example", "--target", "gsm8k", "--kind", "magic"], ["--kind"]),
+    (["observe", "law", "--example", "--target", "gsm8k", "--compute", "-1"], ["--compute"]),
+    (["observe", "saturation", "--example", "--bootstrap", "-5"], ["--bootstrap"]),
     # output places
     (["export", "out.txt"], ["out.txt"]),
     (["report", "--out", "a_folder"], ["a_folder", "directory"]),

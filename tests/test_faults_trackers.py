@@ -111,9 +111,9 @@ def test_sigkill_the_driver_then_the_ladder_finishes_only_what_is_missing(tmp_pa
             "--executor", "inline", "--store", str(tmp_path / "s.db"), "--checkpoints", str(tmp_path / "ck"),
             "--out", str(tmp_path / "o"), "--bootstrap", "20", "--json"]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
+    deadline = time.time() + 600              # a loaded machine trains slowly; one finished run is enough to kill after
     finished = 0
-    while time.time() < deadline and finished < 2:
+    while time.time() < deadline and finished < 1:
         time.sleep(0.2)
         if (tmp_path / "s.db").exists():
             with RunStore(tmp_path / "s.db", readonly=True) as ro:
@@ -122,8 +122,8 @@ def test_sigkill_the_driver_then_the_ladder_finishes_only_what_is_missing(tmp_pa
     proc.wait()
     with RunStore(tmp_path / "s.db", readonly=True) as ro:
         done_before = len(ro.runs(status=("finished", "diverged")))
-    assert 2 <= done_before < 6
-    out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert 1 <= done_before < 6
+    out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
     rep = json.loads(out.stdout)
     assert "waiting for" not in out.stderr      # the killed driver's leases are dropped, not waited out

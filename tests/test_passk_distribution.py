@@ -129,7 +129,7 @@ def test_cli_passk_forecast_json_and_table(counts_file, tmp_path):
                                            (["--zero-mass", "maybe"], "auto, yes or no"),
                                            (["--backtest", "0"], "--backtest"),
                                            (["--k", "0"], ">= 1"),
-                                           (["--backtest", "50", "--k", "1000"], "some k <= 400")])
+                                           (["--backtest", "400"], "fewer than 400")])
 def test_cli_passk_forecast_bad_input_exits_2(counts_file, extra, message):
     res = CliRunner().invoke(app, ["passk-forecast", str(counts_file), "--task", "t", "--model", "m", "--bootstrap", "0"] + extra)
     assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output

@@ -1530,8 +1530,9 @@ def distill_cmd(teacher: str = typer.Option(..., help="Run id of the teacher (it
 scores_app = _App(help="Downstream task scores across scale.", no_args_is_help=True)
 app.add_typer(scores_app, name="scores")
 
-from .cli_observe import register as _register_observe  # noqa: E402  (public model tables: models, trends, observe)
-_register_observe(app)
+if __name__ not in ("__main__", "__mp_main__"):     # run as a script (or its spawned workers): the package's module registers
+    from .cli_observe import register as _register_observe  # noqa: E402  (public model tables: models, trends, observe)
+    _register_observe(app)
 
 
 @scores_app.command("import")
@@ -1954,5 +1955,6 @@ def main() -> None:  # pragma: no cover
     app()
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
+if __name__ == "__main__":  # pragma: no cover  (python -m scalinglab.cli: the commands of the imported module)
+    from scalinglab.cli import main as _main
+    _main()
