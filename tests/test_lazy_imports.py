@@ -31,3 +31,11 @@ def test_public_api_resolves_lazily():
     assert set(scalinglab.__all__) <= set(dir(scalinglab))
     with pytest.raises(AttributeError):
         scalinglab.no_such_name
+
+
+def test_help_does_not_even_import_numpy():
+    probe = ("import atexit, sys\n"
+             "atexit.register(lambda: print('numpy' in sys.modules, file=sys.stderr))\n"
+             "from scalinglab.cli import app\nsys.argv = ['scalinglab', '--help']\napp()")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stderr.split()[-1] == "False", out.stderr[-500:]

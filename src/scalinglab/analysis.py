@@ -18,13 +18,10 @@ import numpy as np
 from ._units import parse_quantity
 from .laws import (ChinchillaLaw, DataConstrainedLaw, EnvelopeApproach, FitError, InteractionLaw, IsoFLOPApproach,
                    KaplanNDLaw, OvertrainLaw, PowerLaw, group_budgets)
+from ._names import BACKTEST_LAWS, DEFAULT_LAWS, HOLDOUT_HELP, LAW_CHOICES, ND_FORM_NAMES  # noqa: F401  (re-exported)
 from .store import Run, RunStore
 
-ND_FORMS = {"chinchilla": ChinchillaLaw, "overtrain": OvertrainLaw, "kaplan-nd": KaplanNDLaw,
-            "interaction": InteractionLaw}
-LAW_CHOICES = ("auto", "chinchilla", "overtrain", "kaplan-nd", "interaction", "approach1", "approach2", "kaplan-n",
-               "kaplan-d", "kaplan-c", "data-constrained")
-DEFAULT_LAWS = ("chinchilla", "approach2")
+ND_FORMS = dict(zip(ND_FORM_NAMES, (ChinchillaLaw, OvertrainLaw, KaplanNDLaw, InteractionLaw)))
 
 
 @dataclasses.dataclass
@@ -76,9 +73,6 @@ def holdout_mask(C: np.ndarray, budgets: np.ndarray | None = None) -> np.ndarray
 _OPS = {">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne, ">": operator.gt, "<": operator.lt}
 _FIELDS = {"N", "D", "C", "loss", "name", "family", "budget"}
 _TERM = re.compile(r"^\s*(\w+)\s*(>=|<=|==|!=|>|<|~)\s*(.+?)\s*$")
-HOLDOUT_HELP = ("'none', 'largest' (the largest-compute budget), or conditions on N, D, C, loss, budget (>, >=, <, <=, "
-                "==, !=; numbers like 1e21, 400M) and name, family (== or ~ for 'contains', case-insensitive), "
-                "joined with 'and' / 'or' ('and' binds first): 'C > 1e21', 'N >= 4e8 and D > 1e11', 'name ~ 7b'")
 
 
 def parse_holdout(expr: str):
@@ -346,7 +340,6 @@ def _coverage(lo, hi, actual) -> float | None:
 
 
 FACTOR_BINS = (1.0, 2.0, 4.0, 10.0, 30.0, 100.0, np.inf)
-BACKTEST_LAWS = tuple(ND_FORMS) + ("kaplan-n", "kaplan-d", "kaplan-c")
 
 
 def _factor_bin(f: float) -> str:

@@ -8,16 +8,44 @@ import warnings
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table as _RichTable
 
-from . import analysis, importers, plan as planning
+from . import _names, importers
+from ._names import FitError, PRESET_SOURCES
 from ._units import format_quantity, parse_quantity
-from .laws import FitError, PRESET_SOURCES, law_from_dict, preset as get_preset
+from .cost import HARDWARE
 from .store import DEFAULT_STORE, RunStore, StoreError
+
+
+class _Lazy:
+    """A module imported on first use: numpy and the numerical layers load only for commands that compute,
+    so ``scalinglab --help`` and the listing commands start fast."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr):
+        import importlib
+        return getattr(importlib.import_module(self._name), attr)
+
+
+np = _Lazy("numpy")
+analysis = _Lazy("scalinglab.analysis")
+planning = _Lazy("scalinglab.plan")
+
+
+def get_preset(name: str):
+    from .laws import preset
+    return preset(name)
+
+
+def law_from_dict(payload: dict):
+    from .laws import law_from_dict as load
+    return load(payload)
+
 
 def _guarded(f):
     """A command whose failures reach the user as one line: a store or file problem exits 2 with what and where,
@@ -378,15 +406,15 @@ def _runs_from(file: Optional[Path], store: Path, family: Optional[str]):
 def fit_cmd(
     file: Optional[Path] = typer.Argument(None, help="Fit runs from this file instead of the store."),
     store: Path = StoreOpt,
-    law: list[str] = typer.Option(list(analysis.DEFAULT_LAWS), "--law",
-                                  help=f"Law(s) to fit: {', '.join(analysis.LAW_CHOICES)} (repeatable); 'auto' fits every "
+    law: list[str] = typer.Option(list(_names.DEFAULT_LAWS), "--law",
+                                  help=f"Law(s) to fit: {', '.join(_names.LAW_CHOICES)} (repeatable); 'auto' fits every "
                                        "(N, D) form and recommends one by rolling-origin backtests on the fitted runs."),
     n_convention: str = NConventionOpt,
     flop_convention: str = FlopConventionOpt,
     family: Optional[str] = FamilyOpt,
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples over runs (0 disables intervals)."),
     bootstrap_kind: str = BootstrapKindOpt,
-    holdout: str = typer.Option("none", help="Runs to leave out and forecast: " + analysis.HOLDOUT_HELP + "."),
+    holdout: str = typer.Option("none", help="Runs to leave out and forecast: " + _names.HOLDOUT_HELP + "."),
     huber_delta: float = typer.Option(1e-3, help="Huber delta on log-loss residuals."),
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("scalinglab-out/fit"), help="Directory for figures."),
@@ -513,7 +541,7 @@ def _print_fit_report(report: dict, source: str) -> None:
 def backtest_cmd(
     file: Optional[Path] = typer.Argument(None, help="Backtest runs from this file instead of the store."),
     store: Path = StoreOpt,
-    law: list[str] = typer.Option(["chinchilla"], "--law", help=f"Law(s): {', '.join(analysis.BACKTEST_LAWS)} (repeatable)."),
+    law: list[str] = typer.Option(["chinchilla"], "--law", help=f"Law(s): {', '.join(_names.BACKTEST_LAWS)} (repeatable)."),
     axis: str = typer.Option("C", help="Rolling origin along compute (C), model size (N) or both."),
     n_convention: str = NConventionOpt,
     flop_convention: str = FlopConventionOpt,
@@ -686,7 +714,7 @@ def _load_law(store: Path, law_id: Optional[int], preset: Optional[str]):
 def plan_cmd(
     compute: Optional[str] = typer.Option(None, "--compute", help="Training compute in FLOPs (e.g. 1e23)."),
     gpu_hours: Optional[str] = typer.Option(None, "--gpu-hours", help="Compute as GPU-hours (with --hardware, --mfu)."),
-    hardware: str = typer.Option("H100", help=f"Hardware profile: {', '.join(planning.HARDWARE)}."),
+    hardware: str = typer.Option("H100", help=f"Hardware profile: {', '.join(HARDWARE)}."),
     mfu: float = typer.Option(0.4, help="Model FLOPs utilisation for GPU-hour conversions."),
     law: Optional[int] = typer.Option(None, "--law", help="Fit id from the store."),
     preset: Optional[str] = typer.Option(None, "--preset", help=f"Published law: {', '.join(PRESET_SOURCES)}."),
@@ -702,7 +730,7 @@ def plan_cmd(
     """Plan a run: compute-optimal N and D, data-constrained, target-loss and inference-aware plans."""
     C = _quantity(compute, "--compute", hi=MAX_FLOPS) if compute is not None else None
     hours = _quantity(gpu_hours, "--gpu-hours", hi=1e12) if gpu_hours is not None else None
-    _choice(hardware, "--hardware", tuple(planning.HARDWARE))
+    _choice(hardware, "--hardware", tuple(HARDWARE))
     _finite(mfu, "--mfu", lo=0, lo_open=True, hi=1)
     sizes = _quantities(params, "--params", hi=MAX_PARAMS) if params is not None else None
     unique = _quantity(unique_tokens, "--unique-tokens", hi=MAX_TOKENS) if unique_tokens is not None else None

@@ -8,18 +8,7 @@ from typing import Any
 import numpy as np
 
 from . import _engine, _extrapolation
-
-
-class FitError(RuntimeError):
-    """A fit that cannot be trusted: too few runs, no convergence, parameters at their bounds.
-
-    Attributes:
-        diagnostics: what was found (counts, objective, which parameters hit which bound...).
-    """
-
-    def __init__(self, message: str, diagnostics: dict | None = None):
-        super().__init__(message)
-        self.diagnostics = diagnostics or {}
+from .._names import FitError  # noqa: F401  (defined where the command line can import it cheaply)
 
 
 def percentile_interval(samples: np.ndarray, level: float, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._names import PRESET_SOURCES  # noqa: F401  (re-exported)
 from ..accounting import PF_DAY
 from .parametric import ChinchillaLaw, PowerLaw
 
@@ -27,12 +28,6 @@ KAPLAN_2020 = {"alpha_N": 0.076, "N_c": 8.8e13, "alpha_D": 0.095, "D_c": 5.4e13,
 MUENNIGHOFF_2023 = {"E": 1.87, "A": 521.0, "B": 1488.0, "alpha": 0.353, "beta": 0.353,
                     "R_D_star": 15.39, "R_N_star": 5.31}
 
-PRESET_SOURCES = {
-    "chinchilla-2022": "Hoffmann et al. 2022, arXiv:2203.15556, Approach 3",
-    "epoch-2024": "Besiroglu et al. 2024, arXiv:2404.10102 (Chinchilla replication)",
-    "kaplan-2020": "Kaplan et al. 2020, arXiv:2001.08361",
-    "muennighoff-2023": "Muennighoff et al. 2023, arXiv:2305.16264 (data-constrained)",
-}
 
 
 class KaplanLaw:
