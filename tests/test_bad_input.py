@@ -315,6 +315,8 @@ CASES = [
     (["observe", "backtest", "--example", "--target", "gsm8k", "--kind", "magic"], ["--kind"]),
     (["observe", "law", "--example", "--target", "gsm8k", "--compute", "-1"], ["--compute"]),
     (["observe", "saturation", "--example", "--bootstrap", "-5"], ["--bootstrap"]),
+    (["runs", "--status", "done"], ["--status", "finished"]),
+    (["runs", "--limit", "-1"], ["--limit"]),
     # output places
     (["export", "out.txt"], ["out.txt"]),
     (["report", "--out", "a_folder"], ["a_folder", "directory"]),

@@ -352,8 +352,13 @@ def import_tracker_cmd(
 # --------------------------------------------------------------------------------------------- runs
 @app.command("runs")
 def runs_cmd(store: Path = StoreOpt, status: Optional[str] = typer.Option(None, help="Filter by status."),
+             limit: int = typer.Option(100, min=0, help="Show at most this many runs, the largest compute first "
+                                                       "(0: all; --json always lists every run)."),
              as_json: bool = JsonOpt):
     """List the runs in the store."""
+    from .store import RUN_STATUSES
+    if status is not None:
+        _choice(status, "--status", RUN_STATUSES)
     try:
         with RunStore(store, readonly=True) as st:
             runs = st.runs(status=status)
@@ -364,10 +369,13 @@ def runs_cmd(store: Path = StoreOpt, status: Optional[str] = typer.Option(None, 
                                                                  "n_nonembedding", "n_active", "tokens", "unique_tokens",
                                                                  "flops_6nd", "flops_with_attention", "final_loss", "budget")}
                                     for r in runs]})
-    table = Table(title=f"{len(runs)} runs in {store}")
+    table = Table(title=f"{len(runs)} runs in {escape(str(store))}")
     for col in ("run_id", "name", "status", "N_total", "N_nonemb", "N_active", "D", "C=6ND", "loss", "source"):
         table.add_column(col, justify="right" if col not in ("run_id", "name", "status", "source") else "left")
-    for r in runs:
+    shown = sorted(runs, key=lambda r: (-(r.flops_6nd or 0.0), r.name or ""))[:limit or None]
+    if len(shown) < len(runs):
+        table.caption = f"the {len(shown)} largest by compute of {len(runs)}: --limit 0 shows all, --json lists every run"
+    for r in shown:
         table.add_row(r.run_id, r.name, r.status, _q(r.n_total), _q(r.n_nonembedding), _q(r.n_active), _q(r.tokens),
                       _q(r.flops_6nd), "-" if r.final_loss is None else f"{r.final_loss:.4f}", r.source)
     console.print(table)
