@@ -446,12 +446,9 @@ def fit_cmd(
     runs, source = _runs_from(file, store, family)
     curves = None
     if file is None and "approach1" in law:
-        with RunStore(store, readonly=True) as st:
-            curves = {}
-            for r in runs:
-                pts = st.curve(r.run_id)
-                if pts:
-                    curves[r.run_id] = {"flops": [p["flops"] for p in pts], "loss": [p["loss"] for p in pts]}
+        with RunStore(store, readonly=True) as st:           # every curve in one query
+            curves = {rid: {"flops": c["flops"], "loss": c["loss"]}
+                      for rid, c in st.curves([r.run_id for r in runs]).items() if len(c["flops"])}
     selection = analysis.Selection(n_convention=n_convention, flop_convention=flop_convention, family=family,
                                    holdout=holdout)
     with warnings.catch_warnings(record=True) as caught:
