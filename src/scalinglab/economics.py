@@ -80,35 +80,23 @@ def distillation_study(store: RunStore, checkpoint_dir: str | Path, *, teacher: 
 
 def moe_multiplier_intervals(dense, moe, budgets, level: float = 0.95) -> list[dict]:
     """Compute multiplier of MoE over dense at each budget with bootstrap intervals: the dense compute
-    reaching the MoE frontier's loss, divided by the budget (both laws over active parameters)."""
-    from scipy import optimize
+    reaching the MoE frontier's loss, divided by the budget (both laws over active parameters; the two
+    laws' own bootstrap samples, paired by index; :mod:`scalinglab.comparison` resamples runs jointly)."""
+    from .comparison import compute_multiplier, frontier_loss, frontier_params
+    from .laws import percentile_interval
 
-    from .laws import ChinchillaLaw, percentile_interval
-
-    def frontier_loss(p, C):
-        n, d = ChinchillaLaw._frontier(p, C)
-        return ChinchillaLaw._predict_from(p, n, d)
-
-    def multiplier(pd, pm, C):
-        target = frontier_loss(pm, C)
-        f = lambda x: frontier_loss(pd, np.exp(x)) - target  # noqa: E731
-        lo, hi = np.log(C) - 12, np.log(C) + 12
-        if f(lo) * f(hi) > 0:
-            return np.nan
-        return float(np.exp(optimize.brentq(f, lo, hi)) / C)
-
-    rows = []
+    budgets = np.asarray(budgets, float)
+    point = compute_multiplier(dense.params_, moe.params_, budgets)
+    moe_loss = frontier_loss(frontier_params(moe.params_), budgets)
     R = 0
     if dense.has_intervals and moe.has_intervals:
         R = min(len(dense.bootstrap_params_["E"]), len(moe.bootstrap_params_["E"]), 300)
-    for C in budgets:
-        m = multiplier(dense.params_, moe.params_, C)
-        row = {"budget": float(C), "multiplier": m, "moe_loss": float(frontier_loss(moe.params_, C))}
-        if R:
-            samples = np.array([multiplier({k: v[r] for k, v in dense.bootstrap_params_.items()},
-                                           {k: v[r] for k, v in moe.bootstrap_params_.items()}, C) for r in range(R)])
-            ok = np.isfinite(samples)
-            if ok.sum() > 10:
-                row["interval"] = [float(x) for x in percentile_interval(samples[ok], level)]
+    samples = compute_multiplier({k: v[:R, None] for k, v in dense.bootstrap_params_.items()},
+                                 {k: v[:R, None] for k, v in moe.bootstrap_params_.items()}, budgets[None, :]) if R else None
+    rows = []
+    for j, C in enumerate(budgets):
+        row = {"budget": float(C), "multiplier": float(point[j]), "moe_loss": float(moe_loss[j])}
+        if R and np.isfinite(samples[:, j]).sum() > 10:
+            row["interval"] = [float(x) for x in percentile_interval(samples[np.isfinite(samples[:, j]), j], level)]
         rows.append(row)
     return rows

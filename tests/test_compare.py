@@ -1,0 +1,105 @@
+"""Recipe comparison: planted multipliers and exponents recovered from synthetic paired ladders; the CLI on
+stored families; the smoke-preset comparison end to end (slow)."""
+import json
+import math
+import time
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from scalinglab.cli import app
+from scalinglab.comparison import VERDICTS, compare_recipes, compute_multiplier, frontier_loss, frontier_params
+from scalinglab.laws import ChinchillaLaw
+from scalinglab.laws.presets import CHINCHILLA_2022
+from scalinglab.store import Run, RunStore
+
+from conftest import isoflop_runs
+
+BUDGETS = np.logspace(17, 20, 5)
+
+
+def scaled(true, s):
+    """The law whose runs at (N, D) score what ``true`` scores at (s N, s D): a constant multiplier s^2."""
+    return dict(true, A=true["A"] * s ** -true["alpha"], B=true["B"] * s ** -true["beta"])
+
+
+def ladder(name, true, seed, noise=0.005, sizes=7):
+    N, D, L = isoflop_runs(true=true, budgets=BUDGETS, sizes=sizes, noise=noise, seed=seed)
+    C = 6 * N * D
+    budget = np.repeat(BUDGETS, sizes)
+    return [Run(run_id=f"{name}-{i}", name=f"{name}-{i}", source="test", family=name, n_total=n, n_active=n, tokens=d,
+                flops_6nd=c, final_loss=loss, budget=b) for i, (n, d, c, loss, b) in enumerate(zip(N, D, C, L, budget))]
+
+
+def test_frontier_closed_form_matches_the_law_at_its_optimum():
+    p = CHINCHILLA_2022
+    C = np.array([1e20, 1e23])
+    n, d = ChinchillaLaw._frontier(p, C)
+    assert np.allclose(frontier_loss(frontier_params(p), C), ChinchillaLaw._predict_from(p, n, d), rtol=1e-12)
+    assert compute_multiplier(p, p, C) == pytest.approx([1.0, 1.0])
+    assert compute_multiplier(p, scaled(p, 2.0), C) == pytest.approx([4.0, 4.0])
+
+
+def test_a_constant_multiplier_is_recovered_with_an_interval_that_covers_it():
+    out = compare_recipes({"base": ladder("base", CHINCHILLA_2022, 1), "cand": ladder("cand", scaled(CHINCHILLA_2022, 2 ** 0.5), 2)},
+                          "base", n_bootstrap=150)
+    c = out["candidates"]["cand"]
+    for row in c["budgets"]:
+        assert row["interval"][0] <= 2.0 <= row["interval"][1], row
+        assert row["multiplier"] == pytest.approx(2.0, rel=0.25)
+    assert c["slope"]["interval"][0] <= 0 <= c["slope"]["interval"][1]
+    assert c["verdict"] == "constant gain", c["evidence"]
+    assert c["exponents"]["a"]["interval"][0] <= 0 <= c["exponents"]["a"]["interval"][1]
+
+
+@pytest.mark.parametrize("delta, verdict", [(0.06, "growing gain"), (-0.06, "shrinking gain")])
+def test_a_different_exponent_bends_the_multiplier(delta, verdict):
+    base = CHINCHILLA_2022
+    cand = dict(base, alpha=base["alpha"] + delta, beta=base["beta"] + delta)
+    # the planted slope has the verdict's sign
+    true = np.log(compute_multiplier(base, cand, BUDGETS))
+    assert np.sign(true[-1] - true[0]) == np.sign(delta)
+    out = compare_recipes({"base": ladder("base", base, 1), "cand": ladder("cand", cand, 2)}, "base", n_bootstrap=150)
+    c = out["candidates"]["cand"]
+    assert c["verdict"] == verdict, c["evidence"]
+    true_slope = (true[-1] - true[0]) / math.log(BUDGETS[-1] / BUDGETS[0])
+    assert c["slope"]["interval"][0] <= true_slope <= c["slope"]["interval"][1]
+    assert (c["exponents"]["a"]["difference"] > 0) == (delta > 0)
+
+
+def test_identical_recipes_are_not_distinguishable():
+    out = compare_recipes({"base": ladder("base", CHINCHILLA_2022, 1), "same": ladder("same", CHINCHILLA_2022, 2)},
+                          "base", n_bootstrap=150)
+    c = out["candidates"]["same"]
+    assert c["verdict"] == "not distinguishable at this range" or all(r["interval"][0] <= 1 <= r["interval"][1]
+                                                                        for r in c["budgets"])
+    assert c["verdict"] in VERDICTS
+
+
+def test_resampling_is_joint_and_the_result_reproducible():
+    runs = {"base": ladder("base", CHINCHILLA_2022, 1), "cand": ladder("cand", scaled(CHINCHILLA_2022, 1.2), 2)}
+    a = compare_recipes(runs, "base", n_bootstrap=50, seed=3)
+    b = compare_recipes(runs, "base", n_bootstrap=50, seed=3)
+    assert a["candidates"]["cand"]["budgets"] == b["candidates"]["cand"]["budgets"]
+    # a recipe compared with itself: jointly resampled, every bootstrap multiplier is exactly 1
+    same = compare_recipes({"base": runs["base"], "copy": [Run(**{**r.__dict__, "run_id": "c" + r.run_id})
+                                                           for r in runs["base"]]}, "base", n_bootstrap=50)
+    for row in same["candidates"]["copy"]["budgets"]:
+        assert row["interval"] == pytest.approx([1.0, 1.0])
+
+
+def test_a_loss_scale_puts_recipes_in_one_unit():
+    runs = {"base": ladder("base", CHINCHILLA_2022, 1), "cand": ladder("cand", CHINCHILLA_2022, 1)}
+    out = compare_recipes(runs, "base", loss_scale={"base": 1 / math.log(2), "cand": 1 / math.log(2)},
+                          loss_units="bits/byte", n_bootstrap=20)
+    assert out["loss_units"] == "bits/byte"
+    assert out["recipes"]["base"]["frontier"]["E"] == pytest.approx(CHINCHILLA_2022["E"] / math.log(2), rel=0.1)
+
+
+def test_bad_recipes_are_refused():
+    runs = ladder("base", CHINCHILLA_2022, 1)
+    with pytest.raises(ValueError, match="baseline"):
+        compare_recipes({"base": runs, "x": runs}, "nope")
+    with pytest.raises(ValueError, match="candidate"):
+        compare_recipes({"base": runs}, "base")
