@@ -279,6 +279,8 @@ CASES = [
     (["gate", "--policy", "bad_rule.toml", "--plan-compute", "1e13"], ["rule"]),
     (["gate", "--policy", "no_rules.toml", "--plan-compute", "1e13"], ["[[rule]]"]),
     (["gate", "--policy", "policy.toml", "--plan-compute", "-1"], ["--plan-compute"]),
+    (["gate", "--policy", "policy.toml", "--plan-params", "7B"], ["--plan-tokens"]),
+    (["gate", "--policy", "policy.toml", "--plan-params", "7B", "--plan-tokens", "1T", "--plan-compute", "1e23"], ["not both"]),
     # importers
     (["import", "missing.csv"], ["missing.csv"]),
     (["import", "a_folder"], ["a_folder"]),

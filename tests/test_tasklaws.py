@@ -169,3 +169,10 @@ def test_cli_imports_a_ladder_and_forecasts_with_predictability_and_gates(tmp_pa
                               "--bootstrap", "40", "--json"])
     g = json.loads(res.stdout)
     assert res.exit_code == 10 and g["rules"][0]["evidence"]["forecast"]["method"] == "task-ladder"
+    # a planned run given by its own N and D (not the compute-optimal split of its C) is forecast there
+    res = runner.invoke(app, ["gate", "--policy", str(pol), "--plan-params", "6.9e9", "--plan-tokens", "4e12",
+                              "--store", str(db), "--bootstrap", "40", "--json"])
+    g = json.loads(res.stdout)
+    used = g["rules"][0]["evidence"]["forecast"]
+    assert res.exit_code in (0, 10) and (used["N"], used["D"]) == (6.9e9, 4e12) and g["subject"] == "plan:N=6.9e+09,D=4e+12"
+    assert g["rules"][0]["evidence"]["value"] == pytest.approx(f["score"], abs=0.02)

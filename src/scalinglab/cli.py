@@ -1847,10 +1847,11 @@ def forecast_cmd(task: str = typer.Option(..., help="Task, e.g. addition:2."),
                           f"{r['predicted_task_loss']:.4f} vs actual {r['actual_task_loss']:.4f}")
 
 
-def _ladder_evidence(fc, C, metric):
-    """Gate evidence from a task-ladder forecast at compute ``C``, naming the forecast. A task too noisy to
-    forecast gives an interval over the whole score range, so the rule's on_uncertain applies."""
-    p = fc.predict(C=C)
+def _ladder_evidence(fc, C, metric, N=None, D=None):
+    """Gate evidence from a task-ladder forecast at ``N`` parameters and ``D`` tokens (else the compute-optimal
+    ones of ``C``), naming the forecast. A task too noisy to forecast gives an interval over the whole score
+    range, so the rule's on_uncertain applies."""
+    p = fc.predict(N=N, D=D) if N is not None else fc.predict(C=C)
     used = {"method": "task-ladder", "variant": p["variant"], "N": p["N"], "D": p["D"], "status": p["status"],
             "predictability": p["predictability"], "backtest_mean_abs_error": p["backtest"]["mean_abs_error"]}
     if metric == "task_loss":
@@ -1864,6 +1865,9 @@ def _ladder_evidence(fc, C, metric):
 def gate_cmd(policy: Path = typer.Option(..., help="TOML policy of capability thresholds."),
              run: Optional[str] = typer.Option(None, "--run", help="Run id or name of a trained run (measured evidence)."),
              plan_compute: Optional[str] = typer.Option(None, "--plan-compute", help="Compute of a planned run (forecast evidence)."),
+             plan_params: Optional[str] = typer.Option(None, "--plan-params", help="Parameters of a planned run (with "
+                                                       "--plan-tokens; a ladder forecast in N and D, not only C)."),
+             plan_tokens: Optional[str] = typer.Option(None, "--plan-tokens", help="Training tokens of a planned run."),
              bootstrap: int = typer.Option(1000, min=0, max=100_000), store: Path = StoreOpt, as_json: bool = JsonOpt):
     """Evaluate a run or a planned run against a release policy: pass (exit 0), review (10) or hold (20).
 
@@ -1888,10 +1892,19 @@ def gate_cmd(policy: Path = typer.Option(..., help="TOML policy of capability th
     """
     from .forecast import decide, load_policy
     from .forecast.gates import PolicyError
-    if (run is None) == (plan_compute is None):
-        _fail("give exactly one of --run or --plan-compute")
+    if (plan_params is None) != (plan_tokens is None):
+        _fail("give --plan-params and --plan-tokens together (a planned run's N and D)")
+    if plan_compute is not None and plan_params is not None:
+        _fail("give --plan-compute, or --plan-params with --plan-tokens, not both")
+    planned = plan_compute is not None or plan_params is not None
+    if (run is None) == (not planned):
+        _fail("give exactly one of --run, --plan-compute, or --plan-params with --plan-tokens")
+    N_plan = D_plan = None
     if plan_compute is not None:
-        _quantity(plan_compute, "--plan-compute", hi=MAX_FLOPS)
+        C = _quantity(plan_compute, "--plan-compute", hi=MAX_FLOPS)
+    elif plan_params is not None:
+        N_plan, D_plan = _quantity(plan_params, "--plan-params", hi=MAX_PARAMS), _quantity(plan_tokens, "--plan-tokens", hi=MAX_TOKENS)
+        C = 6.0 * N_plan * D_plan
     _existing_store(store)
     try:
         with RunStore(store, readonly=True) as st:
@@ -1904,13 +1917,12 @@ def gate_cmd(policy: Path = typer.Option(..., help="TOML policy of capability th
                         evidence[(r["task"], r["metric"])] = {"value": r["value"], "interval": None, "kind": "measured"}
                 subject = run
             else:
-                C = parse_quantity(plan_compute)
-                subject = f"plan:C={C:.3g}"
+                subject = f"plan:C={C:.3g}" if N_plan is None else f"plan:N={N_plan:.3g},D={D_plan:.3g}"
                 for rule in rules:
                     score_metric = rule.metric if rule.metric != "task_loss" else "exact_match"
                     ladder = _task_ladder(store, rule.task, score_metric, bootstrap)
                     if ladder is not None:
-                        evidence[(rule.task, rule.metric)] = _ladder_evidence(ladder, C, rule.metric)
+                        evidence[(rule.task, rule.metric)] = _ladder_evidence(ladder, C, rule.metric, N_plan, D_plan)
                         continue
                     fc, Cs, TL, S, Ns, Ds = _two_step(store, rule.task, score_metric, bootstrap)
                     fc.fit(Cs, TL, S, N=Ns, D=Ds)
