@@ -176,3 +176,24 @@ def test_cli_imports_a_ladder_and_forecasts_with_predictability_and_gates(tmp_pa
     used = g["rules"][0]["evidence"]["forecast"]
     assert res.exit_code in (0, 10) and (used["N"], used["D"]) == (6.9e9, 4e12) and g["subject"] == "plan:N=6.9e+09,D=4e+12"
     assert g["rules"][0]["evidence"]["value"] == pytest.approx(f["score"], abs=0.02)
+
+
+def test_emergence_shows_each_model_once_at_its_final_checkpoint(tmp_path):
+    pts = ladder()
+    rows = [["model", "N", "D", "checkpoint", "final", "task", "bpb", "acc"]]
+    for i in range(pts.run.size):
+        rows.append([pts.run[i], pts.N[i], pts.D[i], f"{pts.D[i]:.0f}", str(bool(pts.final[i])).lower(), "arc_easy",
+                     pts.task_loss[i], pts.score[i]])
+    db = tmp_path / "s.db"
+    runner = CliRunner()
+    assert runner.invoke(app, ["scores", "import", str(_write(tmp_path / "l.csv", rows[0], rows[1:])), "--store", str(db)]).exit_code == 0
+    res = runner.invoke(app, ["emergence", "--task", "arc_easy", "--store", str(db), "--out", str(tmp_path / "o"), "--json"])
+    # emergence reads exact_match by default; this ladder's score is acc: it says so rather than listing checkpoints
+    assert res.exit_code == 2 and "exact_match" in res.output
+    rows[0][-1] = "exact_match"                   # the same scores under the metric emergence reads
+    assert runner.invoke(app, ["scores", "import", str(_write(tmp_path / "m.csv", rows[0], rows[1:])), "--store", str(db),
+                               "--on-duplicate", "replace"]).exit_code == 0
+    res = runner.invoke(app, ["emergence", "--task", "arc_easy", "--store", str(db), "--out", str(tmp_path / "o"), "--json"])
+    assert res.exit_code == 0, res.output
+    models = [m["model"] for m in json.loads(res.stdout)["models"]]
+    assert len(models) == len(set(pts.run)) and not any("@" in m for m in models)

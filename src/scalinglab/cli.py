@@ -1651,8 +1651,8 @@ def evaluate_cmd(tasks: str = typer.Option("addition:2,multiplication:2,reverse:
 
 def _score_table(store: Path, task: str, metric: str):
     _existing_store(store)
-    with RunStore(store, readonly=True) as st:
-        rows = [r for r in st.scores(task=task) if r["c"]]
+    with RunStore(store, readonly=True) as st:         # one point per model: its final checkpoint (RUN@CKPT rows are not)
+        rows = [r for r in st.scores(task=task) if r["c"] and "@" not in r["model"]]
     by_model: dict = {}
     for r in rows:
         by_model.setdefault(r["model"], {"c": r["c"], "n": r["n"], "d": r["d"], "loss": r["loss"]})[r["metric"]] = r["value"]
