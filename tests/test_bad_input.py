@@ -319,6 +319,16 @@ CASES = [
     (["observe", "saturation", "--example", "--bootstrap", "-5"], ["--bootstrap"]),
     (["runs", "--status", "done"], ["--status", "finished"]),
     (["runs", "--limit", "-1"], ["--limit"]),
+    # compare
+    (["compare", "--baseline", "dense", "--candidate", "dense"], ["distinct"]),
+    (["compare", "--baseline", "dense", "--candidate", "moe"], ["no finished runs", "dense", "--preset"]),
+    (["compare", "--baseline", "dense", "--candidate", "moe", "--bootstrap", "5"], ["--bootstrap"]),
+    (["compare", "--baseline", "dense", "--candidate", "moe", "--budgets", "1e12"], ["--budgets", "--preset"]),
+    (["compare", "--preset", "huge", "--baseline", "dense", "--candidate", "moe"], ["--preset", "huge"]),
+    (["compare", "--preset", "smoke", "--baseline", "dense", "--candidate", "wat"], ["wat", "accepted"]),
+    (["compare", "--preset", "smoke", "--baseline", "dense", "--candidate", "moe:n_experts=0"], ["n_experts", "positive"]),
+    (["compare", "--preset", "smoke", "--baseline", "dense", "--candidate", "muon:top_k=2"], ["top_k", "arch=moe"]),
+    (["compare", "--preset", "smoke", "--baseline", "dense", "--candidate", "moe", "--budgets", "nan"], ["--budgets", "finite"]),
     # output places
     (["export", "out.txt"], ["out.txt"]),
     (["report", "--out", "a_folder"], ["a_folder", "directory"]),

@@ -103,3 +103,50 @@ def test_bad_recipes_are_refused():
         compare_recipes({"base": runs, "x": runs}, "nope")
     with pytest.raises(ValueError, match="candidate"):
         compare_recipes({"base": runs}, "base")
+
+
+def _store_with(tmp_path, ladders):
+    with RunStore(tmp_path / "runs.db") as st:
+        for runs in ladders:
+            for r in runs:
+                st.upsert_run(r)
+    return tmp_path / "runs.db"
+
+
+def test_cli_compares_families_already_in_the_store(tmp_path):
+    db = _store_with(tmp_path, [ladder("dense", CHINCHILLA_2022, 1), ladder("moe", scaled(CHINCHILLA_2022, 2 ** 0.5), 2)])
+    r = CliRunner().invoke(app, ["compare", "--baseline", "dense", "--candidate", "moe", "--store", str(db), "--bootstrap",
+                                 "60", "--out", str(tmp_path / "fig"), "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    c = out["candidates"]["moe"]
+    assert {"budgets", "slope", "mean_multiplier", "exponents", "verdict", "evidence", "curve"} <= set(c)
+    assert c["budgets"][0]["multiplier"] == pytest.approx(2.0, rel=0.3)
+    assert out["loss_units"] == "nats/token" and len(out["budgets"]) == 5
+    assert set(out["serving"]) == {"dense", "moe"}
+    assert all((tmp_path / "fig" / f"compare.{ext}").stat().st_size > 0 for ext in ("png", "svg"))
+    text = CliRunner().invoke(app, ["compare", "--baseline", "dense", "--candidate", "moe", "--store", str(db),
+                                    "--bootstrap", "20", "--no-figures"])
+    assert text.exit_code == 0 and "verdict:" in text.output, text.output
+
+
+@pytest.mark.slow
+def test_smoke_preset_comparison_trains_both_ladders_within_five_minutes(tmp_path):
+    """The acceptance check: a baseline and one candidate trained on the smoke preset and compared, < 5 minutes on
+    2 cores (a re-run finds every run finished)."""
+    args = ["compare", "--preset", "smoke", "--baseline", "dense", "--candidate", "moe", "--store", str(tmp_path / "s.db"),
+            "--checkpoints", str(tmp_path / "ckpt"), "--out", str(tmp_path / "fig"), "--executor", "inline", "--json"]
+    t0 = time.perf_counter()
+    r = CliRunner().invoke(app, args)
+    wall = time.perf_counter() - t0
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert wall < 300, wall
+    assert out["training"]["dense"]["trained"] == out["training"]["moe"]["trained"] == 6
+    assert out["candidates"]["moe"]["verdict"] in VERDICTS
+    with RunStore(tmp_path / "s.db") as st:
+        recipes = {(r.extra or {}).get("recipe", {}).get("name") for r in st.runs(status="finished")}
+    assert recipes == {"dense", "moe"}
+    again = json.loads(CliRunner().invoke(app, args).stdout)
+    assert again["training"]["moe"]["skipped"] == 6
+    print(f"smoke compare: {wall:.0f}s", json.dumps({k: out["candidates"]["moe"][k] for k in ("verdict", "evidence")}))

@@ -1069,6 +1069,142 @@ def _print_ladder(report: dict) -> None:
         console.print(table)
 
 
+@app.command("compare")
+def compare_cmd(
+    baseline: str = typer.Option(..., "--baseline", help="Baseline recipe. Stored mode: a family or recipe name in the "
+                                                         "store (e.g. dense); training mode (--preset): a recipe."),
+    candidate: list[str] = typer.Option(..., "--candidate", help="A candidate recipe (repeat). Training mode: NAME or "
+                                                                 "NAME:KEY=VALUE,... (dense, moe, muon, bpe; keys arch, "
+                                                                 "n_experts, top_k, optimizer, tokenizer, lr)."),
+    preset: Optional[str] = typer.Option(None, help="Train the recipes' ladders with this ladder preset (smoke, quick, "
+                                                    "standard, large) before comparing; without it, compare stored runs."),
+    budgets: Optional[str] = typer.Option(None, help="Training mode: comma-separated compute budgets in FLOPs."),
+    sizes_per_budget: Optional[int] = typer.Option(None, help="Training mode: model sizes per IsoFLOP budget (>= 3)."),
+    corpus: str = typer.Option("stdlib", help="Training mode: the corpus (as for scalinglab ladder)."),
+    seed: int = typer.Option(0, help="Seed of every run (initialisation and data order) and of the bootstrap."),
+    bootstrap: Optional[int] = typer.Option(None, help="Joint bootstrap resamples (default: the preset's, else 400)."),
+    executor: str = typer.Option("local", help="Training mode: local (worker processes) or inline (this process)."),
+    threads: Optional[int] = typer.Option(None, help="Training mode: torch threads per worker."),
+    store: Path = StoreOpt,
+    out: Path = typer.Option(Path("scalinglab-out/compare"), help="Directory for the figure."),
+    figures: bool = typer.Option(True, "--figures/--no-figures", help="Write the comparison figure (PNG and SVG)."),
+    checkpoints: str = typer.Option("scalinglab-out/checkpoints", help="Training mode: checkpoint directory."),
+    as_json: bool = JsonOpt,
+):
+    """Does a recipe change keep paying as compute grows? Compare IsoFLOP ladders of a baseline and candidates.
+
+    Per budget: the compute-equivalent multiplier (baseline compute reaching the candidate's frontier loss /
+    candidate compute) with a bootstrap interval (runs resampled jointly), the exponent differences, and a
+    verdict from the interval on d log(multiplier) / d log C: constant gain, growing gain, shrinking gain or
+    not distinguishable at this range. Losses in bits per byte when tokenizers differ.
+    """
+    import dataclasses as dc
+
+    _whole(bootstrap, "--bootstrap", 20, 100_000)
+    _whole(sizes_per_budget, "--sizes-per-budget", 3, 64)
+    _whole(threads, "--threads", 1, 1024)
+    _choice(executor, "--executor", ("local", "inline"))
+    from .experiments.compare import RECIPE_HELP, parse_recipe
+    names = [baseline, *candidate]
+    if len(set(names)) != len(names):
+        _fail(f"--baseline and --candidate must name distinct recipes, got {', '.join(names)}")
+    if preset is None:
+        for opt, value in (("--budgets", budgets), ("--sizes-per-budget", sizes_per_budget)):
+            if value is not None:
+                _fail(f"{opt} applies to training mode (give --preset), not to stored runs")
+        _existing_store(store)
+        from .experiments.compare import compare_stored
+        with RunStore(store) as st:
+            missing = [n for n in names if not _stored_recipe(st, n)]
+            if missing:
+                families = sorted({r.family for r in st.runs(status="finished") if r.family})
+                _fail(f"no finished runs of {', '.join(missing)} in {store} (families there: "
+                      f"{', '.join(families) or 'none'}); give --preset to train them")
+            try:
+                result = compare_stored(st, baseline, list(candidate), n_bootstrap=bootstrap or 400, seed=seed, out=out,
+                                        figures=figures)
+            except (FitError, ValueError) as e:
+                _fail(str(e))
+    else:
+        from .train.ladder import PRESETS
+        _choice(preset, "--preset", tuple(PRESETS))
+        try:
+            recipes = [parse_recipe(n) for n in names]
+        except ValueError as e:
+            _fail(f"--baseline/--candidate: {e}")
+        budget_values = _quantities(budgets, "--budgets", lo=1e6, hi=MAX_CPU_RUN_FLOPS) if budgets else None
+        if not corpus.startswith("task:") and corpus != "stdlib" and not Path(corpus).exists():
+            _fail(f"--corpus {corpus}: no such file or folder (accepted: stdlib, a folder/file/JSONL of text, "
+                  "or task:KIND:DIGITS[:FORMAT])")
+        _require("train", "scalinglab compare --preset", "torch")
+        if any(dict(r.options).get("tokenizer") == "bpe" for r in recipes):
+            _require("bpe", "a bpe recipe", "tokenizers")
+        from .experiments.compare import run_compare
+        from .train.executors import make_executor
+        changes: dict = {"corpus": corpus, "seed": seed}
+        for key, value in (("budgets", tuple(budget_values) if budget_values else None),
+                           ("sizes_per_budget", sizes_per_budget), ("n_bootstrap", bootstrap)):
+            if value is not None:
+                changes[key] = value
+        try:
+            spec = dc.replace(PRESETS[preset], **changes)
+            for r in recipes:
+                r.apply(spec)
+            ex = make_executor(executor, workers=1, threads=threads)
+        except ValueError as e:
+            _fail(f"{e} (recipes: {RECIPE_HELP})")
+        log = (lambda m: err.print(m, highlight=False, markup=False)) if as_json else (lambda m: console.print(m, highlight=False, markup=False))
+        with RunStore(store) as st:
+            try:
+                result = run_compare(spec, recipes[0], recipes[1:], st, executor=ex, checkpoint_dir=checkpoints, out=out,
+                                     figures=figures, show_progress=not as_json, log=log)
+            except (FitError, ValueError) as e:
+                _fail(str(e))
+    if as_json:
+        return _emit_json(result)
+    _print_compare(result)
+
+
+def _stored_recipe(st, name: str) -> bool:
+    from .experiments.compare import stored_recipe_runs
+    return bool(stored_recipe_runs(st, name))
+
+
+def _print_compare(result: dict) -> None:
+    for name, r in result["recipes"].items():
+        if "error" in r:
+            console.print(f"[red]{escape(name)}: {escape(r['error'])}[/]")
+            continue
+        f = r["frontier"]
+        console.print(f"{name}: {r['n_runs']} runs; frontier L*(C) = {f['E']:.4g} + {f['k']:.4g} C^-{f['a']:.4f} "
+                      f"({result['loss_units']})", markup=False, highlight=False)
+    serving = result.get("serving", {})
+    for name, c in result["candidates"].items():
+        if "error" in c:
+            console.print(f"{name}: {c['verdict']} ({c['evidence']})", markup=False, highlight=False)
+            continue
+        table = Table(title=f"{name} vs {result['baseline']}: compute-equivalent multiplier ({result['level']:.0%} interval)")
+        for col in ("budget", f"{result['baseline']} loss", f"{name} loss", "multiplier", "interval",
+                    "total / active params", "decode FLOPs/token"):
+            table.add_column(col, justify="right")
+        best = {row["budget"]: row for row in serving.get(name, [])}
+        for row in c["budgets"]:
+            iv = row["interval"]
+            s = min(best.values(), key=lambda x: abs(math.log(x["budget"] / row["budget"])), default=None) if best else None
+            table.add_row(f"{row['budget']:.3g}", f"{row['baseline_loss']:.4f}", f"{row['candidate_loss']:.4f}",
+                          f"{row['multiplier']:.3g}x", f"[{iv[0]:.3g}, {iv[1]:.3g}]" if iv else "-",
+                          f"{_q(s['n_total'])} / {_q(s['n_active'])}" if s else "-",
+                          _q(s["decode_flops_per_token"]) if s and s["decode_flops_per_token"] else "-")
+        console.print(table)
+        e = c["exponents"]
+        console.print("exponent differences (candidate - baseline): " + "; ".join(
+            f"{k} {v['difference']:+.3f}" + (f" [{v['interval'][0]:+.3f}, {v['interval'][1]:+.3f}]" if v["interval"] else "")
+            for k, v in e.items()), markup=False, highlight=False)
+        console.print(f"verdict: {c['verdict']} -- {c['evidence']}", markup=False, highlight=False)
+    for p in result.get("figures", []):
+        console.print(f"figure: {p}", markup=False, highlight=False)
+
+
 # --------------------------------------------------------------------------------------------- test-time
 samples_app = _App(help="Samples for test-time analyses.", no_args_is_help=True)
 app.add_typer(samples_app, name="samples")

@@ -42,16 +42,19 @@ FLAT_TOLERANCE = 0.01   # an LR is in the flat region when its fitted loss is wi
 
 
 # ------------------------------------------------------------------------------------ learning rate
-def sweep_entries(spec: LadderSpec, vocab_size: int, family: str, points: list[tuple[int, float]]) -> list[LadderEntry]:
-    """LR-sweep runs: for each (shape index, budget), the rule's LR times each of ``lr_sweep_factors``."""
+def sweep_entries(spec: LadderSpec, vocab_size: int, family: str, points: list[tuple[int, float]],
+                  label: str | None = None) -> list[LadderEntry]:
+    """LR-sweep runs: for each (shape index, budget), the rule's LR times each of ``lr_sweep_factors``; ``label``
+    (default ``family``) names the runs and is stored as their family (a compared recipe's name)."""
     shapes, _ = candidate_shapes(spec, vocab_size, family)
+    label = label or family
     out = []
     for i, budget in points:
         base = run_config(spec, shapes[i], budget)
         for f in spec.lr_sweep_factors:
             cfg = dataclasses.replace(base, lr=base.lr * f)
-            out.append(LadderEntry(f"{family}-lr{cfg.lr:.2e}-C{budget:.2g}-d{shapes[i].d_model}L{shapes[i].n_layers}",
-                                   family, budget, cfg, role="lr-sweep", hp_rule={"lr_factor": f, "rule": spec.hp_rule()}))
+            out.append(LadderEntry(f"{label}-lr{cfg.lr:.2e}-C{budget:.2g}-d{shapes[i].d_model}L{shapes[i].n_layers}",
+                                   label, budget, cfg, role="lr-sweep", hp_rule={"lr_factor": f, "rule": spec.hp_rule()}))
     return out
 
 
@@ -130,9 +133,10 @@ def _finished(store: RunStore, entries: list[LadderEntry]):
 
 
 def tune_lr(spec: LadderSpec, store: RunStore, executor: Executor, checkpoint_dir, vocab_size: int, *,
-            show_progress: bool, log: Callable[[str], None]) -> tuple[LadderSpec, dict]:
+            show_progress: bool, log: Callable[[str], None], label: str | None = None) -> tuple[LadderSpec, dict]:
     """Sweep the LR at the compute-optimal guesses of the two smallest budgets, fit the rule, and return
-    the spec with the fitted ``lr``/``lr_exponent`` (exponent kept within [0, 1])."""
+    the spec with the fitted ``lr``/``lr_exponent`` (exponent kept within [0, 1]); ``label`` names the sweep's
+    runs (:func:`sweep_entries`)."""
     family = spec.families[0]
     shapes, counts = candidate_shapes(spec, vocab_size, family)
     budgets = sorted(spec.budgets)[:2]
@@ -142,7 +146,7 @@ def tune_lr(spec: LadderSpec, store: RunStore, executor: Executor, checkpoint_di
         if len(budgets) == 1 or (points and counts[points[0][0]] >= target):
             target *= math.sqrt(spec.size_span)     # one budget, or both centres on one shape: a larger one
         points.append((nearest_shape(counts, target, exclude=[i for i, _ in points], shapes=shapes), b))
-    entries = sweep_entries(spec, vocab_size, family, points)
+    entries = sweep_entries(spec, vocab_size, family, points, label)
     log(f"learning-rate sweep: {len(entries)} runs at N = "
         f"{', '.join(f'{counts[i]:,}' for i, _ in points)} (x {', '.join(f'{f:g}' for f in spec.lr_sweep_factors)} "
         f"the starting rule's LR)")
@@ -183,7 +187,7 @@ def tune_lr(spec: LadderSpec, store: RunStore, executor: Executor, checkpoint_di
     log(f"learning-rate rule: lr(N) = {tuned.lr:.3g} * (N / {tuned.lr_ref_params:,.0f})^-{exponent:.3f}"
         + (f" (fitted exponent {rule['lr_exponent']:.3f} +- {rule['lr_exponent_se'] or float('nan'):.3f}, kept in [0, 1])"
            if fit["exponent_clipped"] else (f" (+- {rule['lr_exponent_se']:.3f})" if rule["lr_exponent_se"] else "")))
-    store.add_decision("lr-rule", "ladder", "fitted", fit)
+    store.add_decision("lr-rule", label or "ladder", "fitted", fit)
     return tuned, fit
 
 

@@ -266,3 +266,45 @@ def backtest_figure(result: dict, out: str | Path) -> list[str]:
     fig.suptitle(f"rolling-origin backtest: {result['n_runs']} runs, {len(result['cuts'])} cuts along {result['axis']}",
                  fontsize=9)
     return _save(fig, out, "backtest")
+
+
+def compare_figure(result: dict, out: str | Path) -> list[str]:
+    """Recipe comparison (:func:`scalinglab.comparison.compare_recipes`): every recipe's runs and fitted frontier
+    ``L*(C)``, and each candidate's compute-equivalent multiplier against compute with its bootstrap band."""
+    plt = _plt()
+    out = _out_dir(out)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10.5, 4.2))
+    C = np.geomspace(min(result["budgets"]) / 1.5, max(result["budgets"]) * 1.5, 60)
+    for i, (name, r) in enumerate(result["recipes"].items()):
+        col = f"C{i}"
+        ax1.scatter(r["points"]["C"], r["points"]["loss"], s=12, color=col, alpha=0.6)
+        if "frontier" in r:
+            f = r["frontier"]
+            ax1.plot(C, f["E"] + f["k"] * C ** -f["a"], color=col,
+                     label=f"{name}: L*(C) = {f['E']:.3g} + {f['k']:.3g} C^-{f['a']:.3f}")
+        else:
+            ax1.plot([], [], color=col, label=f"{name}: no fit")
+    ax1.set_xscale("log")
+    ax1.set_xlabel("training compute C = 6·N_active·D [FLOPs]")
+    ax1.set_ylabel(f"validation loss [{result['loss_units']}]")
+    ax1.legend(fontsize=7)
+    ax1.set_title(f"runs and compute-optimal frontiers (baseline {result['baseline']})", fontsize=9)
+    for i, (name, c) in enumerate(result["candidates"].items(), start=1):
+        if "curve" not in c:
+            continue
+        col = f"C{i}"
+        cv = c["curve"]
+        ax2.plot(cv["C"], cv["multiplier"], color=col, label=f"{name}: {c['verdict']}")
+        ax2.fill_between(cv["C"], cv["lower"], cv["upper"], color=col, alpha=0.2)
+        rows = [b for b in c["budgets"] if b["interval"]]
+        ax2.errorbar([b["budget"] for b in rows], [b["multiplier"] for b in rows],
+                     yerr=[[b["multiplier"] - b["interval"][0] for b in rows], [b["interval"][1] - b["multiplier"] for b in rows]],
+                     fmt="o", color=col, capsize=3)
+    ax2.axhline(1.0, color="k", ls="--", lw=1)
+    ax2.set_xscale("log")
+    ax2.set_yscale("log")
+    ax2.set_xlabel("compute C [FLOPs]")
+    ax2.set_ylabel(f"compute-equivalent multiplier over {result['baseline']}")
+    ax2.legend(fontsize=7)
+    ax2.set_title(f"multiplier ({result['level']:.0%} bootstrap band, runs resampled jointly)", fontsize=9)
+    return _save(fig, out, "compare")

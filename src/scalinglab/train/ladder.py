@@ -43,6 +43,7 @@ class LadderSpec:
     verify_multiplier: float = 10.0        # verification run at this x the largest budget
     n_experts: int = 4
     top_k: int = 2
+    optimizer: str = "adamw"               # adamw | muon
     seq_len: int = 128
     batch_size: int = 16
     lr: float = 3e-3                       # peak LR at lr_ref_params (the rule's anchor)
@@ -71,6 +72,8 @@ class LadderSpec:
         bad = set(self.families) - {"dense", "moe"}
         if bad:
             raise ValueError(f"unknown families {sorted(bad)}; choose dense and/or moe")
+        if self.optimizer not in ("adamw", "muon"):
+            raise ValueError(f"optimizer must be 'adamw' or 'muon', not {self.optimizer!r}")
         if self.schedule not in ("cosine", "wsd"):
             raise ValueError(f"schedule must be 'cosine' or 'wsd', not {self.schedule!r}")
         if not self.verify_multiplier > 0 or not math.isfinite(self.verify_multiplier):
@@ -136,6 +139,7 @@ class LadderEntry:
     config: RunConfig
     role: str = "grid"     # grid | verify | lr-sweep
     hp_rule: dict | None = None
+    recipe: dict | None = None   # the named recipe of a comparison (recorded with the run)
 
     @property
     def run_id(self) -> str:
@@ -146,7 +150,7 @@ def run_config(spec: LadderSpec, model: ModelConfig, flops: float) -> RunConfig:
     """The run template of a ladder for one shape and budget; LR and warmup follow the spec's rule."""
     n = param_counts(model)["active"]
     return RunConfig(model=model, corpus=spec.corpus, tokenizer=spec.tokenizer, horizon="flops", horizon_value=flops,
-                     batch_size=spec.batch_size, lr=spec.lr_for(n),
+                     batch_size=spec.batch_size, lr=spec.lr_for(n), optimizer=spec.optimizer,
                      warmup_steps=spec.warmup_steps_for(n), schedule=spec.schedule, cooldown_frac=spec.cooldown_frac,
                      seed=spec.seed, n_evals=spec.n_evals, eval_tokens=spec.eval_tokens, device=spec.device,
                      dtype=spec.dtype, compile=spec.compile)
@@ -293,6 +297,10 @@ def _accepts_claim(executor) -> bool:
         return False
 
 
+def _entry_extra(e: LadderEntry) -> dict:
+    return {"role": e.role, "hp_rule": e.hp_rule, **({"recipe": e.recipe} if e.recipe else {})}
+
+
 def train_entries(entries: list[LadderEntry], store: RunStore, executor: Executor, checkpoint_dir: str | Path,
                   *, show_progress: bool = True, log: Callable[[str], None] = print, poll_s: float = 2.0) -> dict:
     """Train the entries not yet finished (or diverged) in the store; the driver writes every result.
@@ -317,7 +325,7 @@ def train_entries(entries: list[LadderEntry], store: RunStore, executor: Executo
 
     def placeholder(e) -> Run:
         return Run(run_id=e.run_id, name=e.name, source="ladder", status="queued", family=e.family,
-                   budget=e.budget, config=e.config.to_dict(), extra={"role": e.role, "hp_rule": e.hp_rule})
+                   budget=e.budget, config=e.config.to_dict(), extra=_entry_extra(e))
 
     todo = [e for e in entries if not settled(e)]
     skipped = len(entries) - len(todo)
@@ -378,8 +386,7 @@ def train_entries(entries: list[LadderEntry], store: RunStore, executor: Executo
             prog.note(f"{e.name}: {error}", label="failed", style="red")
             return
         run, curve = to_store_record(e.config, result, name=e.name, family=e.family, budget=e.budget)
-        run.extra["role"] = e.role
-        run.extra["hp_rule"] = e.hp_rule
+        run.extra.update(_entry_extra(e))
         store.upsert_run(run)
         store.add_curve(run.run_id, curve)
         if result.status == "diverged":
