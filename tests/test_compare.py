@@ -150,3 +150,20 @@ def test_smoke_preset_comparison_trains_both_ladders_within_five_minutes(tmp_pat
     again = json.loads(CliRunner().invoke(app, args).stdout)
     assert again["training"]["moe"]["skipped"] == 6
     print(f"smoke compare: {wall:.0f}s", json.dumps({k: out["candidates"]["moe"][k] for k in ("verdict", "evidence")}))
+
+
+def test_too_few_runs_for_the_law_fall_back_to_the_isoflop_minima():
+    budgets = np.array([1.5e10, 4.5e10])
+
+    def small(name, true, seed):
+        N, D, L = isoflop_runs(true=true, budgets=budgets, sizes=3, noise=0.002, seed=seed)
+        return [Run(run_id=f"{name}{i}", name=f"{name}{i}", source="test", family=name, n_active=n, tokens=d,
+                    flops_6nd=6 * n * d, final_loss=loss, budget=b)
+                for i, (n, d, loss, b) in enumerate(zip(N, D, L, np.repeat(budgets, 3)))]
+    out = compare_recipes({"base": small("base", CHINCHILLA_2022, 1), "cand": small("cand", scaled(CHINCHILLA_2022, 2 ** 0.5), 2)},
+                          "base", n_bootstrap=60)
+    c = out["candidates"]["cand"]
+    assert c["isoflop_minima"]["budgets"][0]["candidate_min_loss"] < c["isoflop_minima"]["budgets"][0]["baseline_min_loss"]
+    if c["verdict_from"] == "isoflop minima":
+        assert c["exponents"] is None and "error" in c and "IsoFLOP minima" in c["evidence"]
+    assert all(r["multiplier"] > 1 for r in c["budgets"])

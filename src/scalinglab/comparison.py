@@ -15,6 +15,9 @@ candidate's frontier loss, over ``C``: ``m(C) = C_base(L*_cand(C)) / C`` (> 1: t
   over ladder positions (size rank within the budget) is applied to every recipe, so what the paired
   ladders share (budgets, data order, seeds) stays paired; each resample refits every law, warm-started
   at its point estimate.
+* A second, law-free estimate: the baseline's frontier as a power law through its IsoFLOP minima (lowest
+  loss per budget), read at each candidate minimum. It carries the verdict where a law cannot be fitted
+  (a ladder with fewer runs than the law has parameters to spare).
 * Losses must be in one unit: pass ``loss_scale`` per recipe (bits per byte where tokenizers differ).
 """
 from __future__ import annotations
@@ -114,11 +117,13 @@ def compare_recipes(recipes: dict[str, list[Run]], baseline: str, *, n_conventio
         loss_scale: per recipe, a factor turning its losses into ``loss_units`` (default 1).
 
     Returns:
-        JSON-ready ``{"baseline", "loss_units", "convention", "method", "level", "n_bootstrap",
-        "budgets", "recipes": {name: {"n_runs", "params", "intervals", "frontier", "points"} or
-        {"error"}}, "candidates": {name: {"budgets": [{"budget", "multiplier", "interval",
-        "baseline_loss", "candidate_loss", "observed_min_loss"}], "slope", "mean_multiplier",
-        "exponents": {"alpha", "beta", "a"}, "verdict", "evidence", "curve"}}}``.
+        JSON-ready ``{"baseline", "loss_units", "convention", "method", "level", "n_bootstrap", "budgets",
+        "recipes": {name: {"n_runs", "points", "params", "frontier", "intervals"} or {"n_runs", "points",
+        "error"}}, "candidates": {name: {"budgets": [{"budget", "multiplier", "interval", "baseline_loss",
+        "candidate_loss", "observed_min_loss"}], "mean_multiplier", "slope", "exponents": {"alpha", "beta",
+        "a"}, "verdict", "evidence", "verdict_from", "curve", "isoflop_minima"}}}``. Where a law cannot be
+        fitted (too few runs), the candidate's numbers and verdict come from the IsoFLOP minima
+        (``verdict_from: "isoflop minima"``, ``exponents: null``, ``error`` says why).
     """
     if baseline not in recipes:
         raise ValueError(f"baseline {baseline!r} is not among the recipes: {', '.join(recipes)}")
@@ -149,74 +154,120 @@ def compare_recipes(recipes: dict[str, list[Run]], baseline: str, *, n_conventio
                      "bootstrap resamples runs jointly (one draw per budget and size rank, shared by all recipes) "
                      "and refits every law",
            "budgets": budgets.tolist(), "recipes": {}, "candidates": {}}
-    fits = {}
+    fits, errors = {}, {}
     for name, d in data.items():
-        points = {"C": d["C"].tolist(), "loss": d["L"].tolist(), "budget_label": d["label"].tolist()}
+        out["recipes"][name] = {"n_runs": int(d["L"].size),
+                                "points": {"C": d["C"].tolist(), "loss": d["L"].tolist(), "budget_label": d["label"].tolist()}}
         try:
-            fit = _fit(d["N"], d["D"], d["L"])
+            fits[name] = _fit(d["N"], d["D"], d["L"])
         except FitError as e:
-            out["recipes"][name] = {"n_runs": int(d["L"].size), "error": str(e), "points": points}
+            errors[name] = out["recipes"][name]["error"] = str(e)
             continue
-        fits[name] = fit
-        f = frontier_params(fit["params"])
-        out["recipes"][name] = {"n_runs": int(d["L"].size), "params": fit["params"], "points": points,
-                                "frontier": {k: float(v) for k, v in f.items()}}
-    if baseline not in fits:
-        return out
-    # joint bootstrap: every recipe refitted on the same draw
+        out["recipes"][name].update(params=fits[name]["params"],
+                                    frontier={k: float(v) for k, v in frontier_params(fits[name]["params"]).items()})
+    # joint bootstrap: every recipe's IsoFLOP minima and law from the same draw
     rng = np.random.default_rng(seed)
     boot: dict[str, list] = {name: [] for name in fits}
+    minima: dict[str, list] = {name: [] for name in data}
     for _ in range(n_bootstrap):
-        weights = _joint_weights({n: data[n] for n in fits}, rng)
-        for name, fit in fits.items():
-            idx = np.repeat(np.arange(weights[name].size), weights[name])
-            d = data[name]
-            refit = _fit(d["N"][idx], d["D"][idx], d["L"][idx], start=fit["law"].theta_[None, :])
-            boot[name].append(refit["params"] if refit else None)
-    keys = ("E", "A", "B", "alpha", "beta")
+        weights = _joint_weights(data, rng)
+        for name, d in data.items():
+            minima[name].append(_minima(d, budgets.size, weights[name]))
+            if name in fits:
+                idx = np.repeat(np.arange(weights[name].size), weights[name])
+                refit = _fit(d["N"][idx], d["D"][idx], d["L"][idx], start=fits[name]["law"].theta_[None, :])
+                boot[name].append(refit["params"] if refit else None)
     samples = {}
     for name in fits:
-        samples[name] = {k: np.array([p[k] if p else np.nan for p in boot[name]]) for k in keys}
+        samples[name] = {k: np.array([p[k] if p else np.nan for p in boot[name]]) for k in ChinchillaLaw.param_names}
         f = frontier_params(samples[name])
         out["recipes"][name]["intervals"] = {k: _interval(v, level) for k, v in {**samples[name], **f}.items()}
         out["recipes"][name]["bootstrap_failed"] = int(np.isnan(samples[name]["E"]).sum())
-    for name in fits:
-        if name != baseline:
-            out["candidates"][name] = _candidate(fits[baseline]["params"], fits[name]["params"], samples[baseline],
-                                                 samples[name], budgets, data[baseline], data[name], level)
-    for name in out["recipes"]:
-        if name != baseline and name not in fits:
-            out["candidates"][name] = {"error": out["recipes"][name]["error"], "verdict": VERDICTS[3],
-                                       "evidence": f"the {name} law could not be fitted: {out['recipes'][name]['error']}"}
+    for name in data:
+        if name == baseline:
+            continue
+        obs = _minima_summary(_minima(data[baseline], budgets.size), _minima(data[name], budgets.size),
+                              np.array(minima[baseline]), np.array(minima[name]), budgets, level)
+        if baseline in fits and name in fits:
+            entry = _candidate(fits[baseline]["params"], fits[name]["params"], samples[baseline], samples[name], budgets,
+                               level)
+            for row, o in zip(entry["budgets"], obs["budgets"]):
+                row["observed_min_loss"] = {"baseline": o["baseline_min_loss"], "candidate": o["candidate_min_loss"]}
+            entry["verdict_from"] = "chinchilla law"
+        else:
+            failed = "; ".join(f"{n}: {errors[n]}" for n in (baseline, name) if n in errors)
+            entry = {k: obs[k] for k in ("budgets", "mean_multiplier", "slope")}
+            entry.update(error=f"law not fitted ({failed})", exponents=None, verdict_from="isoflop minima",
+                         verdict=obs["verdict"], evidence=f"Chinchilla law not fitted ({failed}); from the IsoFLOP "
+                                                          f"minima instead: {obs['evidence']}")
+        entry["isoflop_minima"] = obs
+        out["candidates"][name] = entry
     return out
 
 
-def _candidate(pb, pc, sb, sc, budgets, db, dc, level) -> dict:
-    log_m = np.log(compute_multiplier(pb, pc, budgets))
-    log_ms = np.log(compute_multiplier({k: v[:, None] for k, v in sb.items()}, {k: v[:, None] for k, v in sc.items()},
-                                       budgets[None, :]))
+def _minima(d: dict, n_budgets: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """The lowest loss per budget among the runs drawn (``weights`` > 0; all runs by default); NaN where none."""
+    keep = np.ones(d["L"].size, bool) if weights is None else weights > 0
+    return np.array([d["L"][keep & (d["label"] == j)].min() if (keep & (d["label"] == j)).any() else np.nan
+                     for j in range(n_budgets)])
+
+
+def _minima_multiplier(base_min: np.ndarray, cand_min: np.ndarray, budgets: np.ndarray) -> np.ndarray:
+    """log multiplier per budget against the power law ``L = k C^-a`` through the baseline's IsoFLOP minima
+    (least squares in log-log; no irreducible term)."""
+    ok = np.isfinite(base_min)
+    if ok.sum() < 2:
+        return np.full(budgets.size, np.nan)
+    slope, c0 = np.polyfit(np.log(budgets[ok]), np.log(base_min[ok]), 1)
+    if slope >= 0:
+        return np.full(budgets.size, np.nan)
+    return (np.log(cand_min) - c0) / slope - np.log(budgets)
+
+
+def _summary(log_m: np.ndarray, log_ms: np.ndarray, budgets: np.ndarray, level: float) -> dict:
+    """Multiplier per budget, its geometric mean and its slope in log C, each with a bootstrap interval, and
+    the verdict."""
     rows = []
     for j, C in enumerate(budgets):
         iv = _interval(log_ms[:, j], level)
         rows.append({"budget": float(C), "multiplier": float(np.exp(log_m[j])),
-                     "interval": None if iv is None else [float(np.exp(x)) for x in iv],
-                     "baseline_loss": float(frontier_loss(frontier_params(pb), C)),
-                     "candidate_loss": float(frontier_loss(frontier_params(pc), C)),
-                     "observed_min_loss": {"baseline": _observed(db, j), "candidate": _observed(dc, j)}})
-    out: dict = {"budgets": rows}
-    mean, mean_s = float(log_m.mean()), log_ms.mean(axis=1)
-    mean_iv = _interval(mean_s, level)
-    out["mean_multiplier"] = {"value": math.exp(mean), "interval": None if mean_iv is None else [math.exp(x) for x in mean_iv],
-                              "over": "the geometric mean of the multiplier over the budgets"}
-    if budgets.size >= 2:
+                     "interval": None if iv is None else [float(np.exp(x)) for x in iv]})
+    mean_iv = _interval(log_ms.mean(axis=1), level)
+    out = {"budgets": rows, "mean_multiplier": {"value": float(np.exp(log_m.mean())),
+                                                "interval": None if mean_iv is None else [math.exp(x) for x in mean_iv],
+                                                "over": "the geometric mean of the multiplier over the budgets"}}
+    slope, slope_iv = None, None
+    if budgets.size >= 2 and np.isfinite(log_m[[0, -1]]).all():
         span = math.log(budgets[-1] / budgets[0])
-        slope, slope_s = float((log_m[-1] - log_m[0]) / span), (log_ms[:, -1] - log_ms[:, 0]) / span
-        slope_iv = _interval(slope_s, level)
-    else:
-        slope, slope_iv = None, None
+        slope = float((log_m[-1] - log_m[0]) / span)
+        slope_iv = _interval((log_ms[:, -1] - log_ms[:, 0]) / span, level)
     out["slope"] = {"value": slope, "interval": slope_iv,
                     "definition": "d log(multiplier) / d log C, secant from the smallest to the largest budget"}
+    out["verdict"], out["evidence"] = _verdict(slope, slope_iv, out["mean_multiplier"], level)
+    return out
+
+
+def _minima_summary(base_min, cand_min, base_s, cand_s, budgets, level) -> dict:
+    log_m = _minima_multiplier(base_min, cand_min, budgets)
+    log_ms = np.array([_minima_multiplier(b, c, budgets) for b, c in zip(base_s, cand_s)])
+    out = _summary(log_m, log_ms, budgets, level)
+    for row, b, c in zip(out["budgets"], base_min, cand_min):
+        row.update(baseline_min_loss=None if np.isnan(b) else float(b), candidate_min_loss=None if np.isnan(c) else float(c))
+    out["method"] = ("the lowest loss per budget of each recipe; baseline frontier L = k C^-a fitted through its minima "
+                     "(log-log least squares, no irreducible term); same joint bootstrap")
+    return out
+
+
+def _candidate(pb, pc, sb, sc, budgets, level) -> dict:
+    def log_multiplier(C):
+        return (np.log(compute_multiplier(pb, pc, C)),
+                np.log(compute_multiplier({k: v[:, None] for k, v in sb.items()}, {k: v[:, None] for k, v in sc.items()},
+                                          np.asarray(C)[None, :])))
+    log_m, log_ms = log_multiplier(budgets)
+    out = _summary(log_m, log_ms, budgets, level)
     fb, fc = frontier_params(pb), frontier_params(pc)
+    for row in out["budgets"]:
+        row.update(baseline_loss=float(frontier_loss(fb, row["budget"])), candidate_loss=float(frontier_loss(fc, row["budget"])))
     fbs, fcs = frontier_params(sb), frontier_params(sc)
     exps = {}
     for k, point, draws in (("alpha", pc["alpha"] - pb["alpha"], sc["alpha"] - sb["alpha"]),
@@ -227,22 +278,14 @@ def _candidate(pb, pc, sb, sc, budgets, db, dc, level) -> dict:
                    "difference": float(point), "interval": iv,
                    "excludes_zero": None if iv is None else bool(iv[0] > 0 or iv[1] < 0)}
     out["exponents"] = exps
-    out["verdict"], out["evidence"] = _verdict(slope, slope_iv, out["mean_multiplier"], level)
     grid = np.geomspace(budgets[0] / 1.5, budgets[-1] * 1.5, 40)
-    m = compute_multiplier(pb, pc, grid)
-    ms = np.log(compute_multiplier({k: v[:, None] for k, v in sb.items()}, {k: v[:, None] for k, v in sc.items()},
-                                   grid[None, :]))
+    m, ms = log_multiplier(grid)
     ok = np.isfinite(ms).all(axis=1)
     band = percentile_interval(ms[ok], level) if ok.sum() >= 10 else (np.full(grid.size, np.nan),) * 2
-    out["curve"] = {"C": grid.tolist(), "multiplier": m.tolist(), "lower": np.exp(band[0]).tolist(),
+    out["curve"] = {"C": grid.tolist(), "multiplier": np.exp(m).tolist(), "lower": np.exp(band[0]).tolist(),
                     "upper": np.exp(band[1]).tolist()}
     out["capped_share"] = float(np.mean(log_ms >= math.log(MULTIPLIER_CAP)))
     return out
-
-
-def _observed(d: dict, j: int) -> float | None:
-    at = d["label"] == j
-    return float(d["L"][at].min()) if at.any() else None
 
 
 def _verdict(slope, slope_iv, mean, level) -> tuple[str, str]:

@@ -158,7 +158,7 @@ def _finish(recipes, baseline, scale, units, n_convention, n_bootstrap, seed, ou
     result = compare_recipes(recipes, baseline, n_convention=n_convention, loss_scale=scale, loss_units=units,
                              n_bootstrap=n_bootstrap, seed=seed)
     result["serving"] = serving_side(recipes)
-    if figures and out is not None and any("curve" in c for c in result["candidates"].values()):
+    if figures and out is not None:
         from ..report.figures import compare_figure
         result["figures"] = compare_figure(result, out)
     store.add_decision("compare", " vs ".join([baseline, *[n for n in recipes if n != baseline]]), "measured",

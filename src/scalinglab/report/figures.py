@@ -290,16 +290,19 @@ def compare_figure(result: dict, out: str | Path) -> list[str]:
     ax1.legend(fontsize=7)
     ax1.set_title(f"runs and compute-optimal frontiers (baseline {result['baseline']})", fontsize=9)
     for i, (name, c) in enumerate(result["candidates"].items(), start=1):
-        if "curve" not in c:
+        if "budgets" not in c:
             continue
         col = f"C{i}"
-        cv = c["curve"]
-        ax2.plot(cv["C"], cv["multiplier"], color=col, label=f"{name}: {c['verdict']}")
-        ax2.fill_between(cv["C"], cv["lower"], cv["upper"], color=col, alpha=0.2)
-        rows = [b for b in c["budgets"] if b["interval"]]
+        label = f"{name}: {c['verdict']} ({c['verdict_from']})"
+        if "curve" in c:
+            cv = c["curve"]
+            ax2.plot(cv["C"], cv["multiplier"], color=col, label=label)
+            ax2.fill_between(cv["C"], cv["lower"], cv["upper"], color=col, alpha=0.2)
+            label = None
+        rows = [b for b in c["budgets"] if b["interval"] and np.isfinite(b["multiplier"])]
         ax2.errorbar([b["budget"] for b in rows], [b["multiplier"] for b in rows],
                      yerr=[[b["multiplier"] - b["interval"][0] for b in rows], [b["interval"][1] - b["multiplier"] for b in rows]],
-                     fmt="o", color=col, capsize=3)
+                     fmt="o", color=col, capsize=3, label=label)
     ax2.axhline(1.0, color="k", ls="--", lw=1)
     ax2.set_xscale("log")
     ax2.set_yscale("log")
