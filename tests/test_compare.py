@@ -167,3 +167,22 @@ def test_too_few_runs_for_the_law_fall_back_to_the_isoflop_minima():
     if c["verdict_from"] == "isoflop minima":
         assert c["exponents"] is None and "error" in c and "IsoFLOP minima" in c["evidence"]
     assert all(r["multiplier"] > 1 for r in c["budgets"])
+
+
+def test_recipes_parse_apply_and_keep_the_baseline_a_plain_ladder():
+    from scalinglab.experiments.compare import parse_recipe, recipe_entries
+    from scalinglab.train.ladder import PRESETS, design_ladder
+    spec = PRESETS["smoke"]
+    moe8 = parse_recipe("moe:n_experts=8,top_k=1").apply(spec)
+    assert (moe8.families, moe8.n_experts, moe8.top_k) == (("moe",), 8, 1)
+    assert parse_recipe("muon").apply(spec).optimizer == "muon" and parse_recipe("bpe").apply(spec).tokenizer == "bpe"
+    for bad in ("", "x", "moe:k=1", "dense:n_experts=2", "moe:top_k=0", "muon:optimizer=sgd"):
+        with pytest.raises(ValueError):
+            parse_recipe(bad)
+    plain = design_ladder(spec, 256)
+    dense = recipe_entries(spec, parse_recipe("dense"), 256)
+    assert [(e.run_id, e.name, e.family) for e in dense] == [(e.run_id, e.name, e.family) for e in plain]
+    muon = recipe_entries(spec, parse_recipe("muon"), 256)
+    assert {e.config.optimizer for e in muon} == {"muon"} and {e.family for e in muon} == {"muon"}
+    assert muon[0].recipe == {"name": "muon", "optimizer": "muon"}
+    assert not {e.run_id for e in muon} & {e.run_id for e in dense}

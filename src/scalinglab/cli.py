@@ -1165,6 +1165,11 @@ def compare_cmd(
     _print_compare(result)
 
 
+def _nearest_serving(rows: list[dict], budget: float) -> dict | None:
+    rows = [r for r in rows if r["budget"] and r["decode_flops_per_token"]]
+    return min(rows, key=lambda r: abs(math.log(r["budget"] / budget)), default=None)
+
+
 def _stored_recipe(st, name: str) -> bool:
     from .experiments.compare import stored_recipe_runs
     return bool(stored_recipe_runs(st, name))
@@ -1183,18 +1188,20 @@ def _print_compare(result: dict) -> None:
         if "error" in c:
             console.print(f"{name}: {c['verdict']} ({c['evidence']})", markup=False, highlight=False)
             continue
-        table = Table(title=f"{name} vs {result['baseline']}: compute-equivalent multiplier ({result['level']:.0%} interval)")
-        for col in ("budget", f"{result['baseline']} loss", f"{name} loss", "multiplier", "interval",
-                    "total / active params", "decode FLOPs/token"):
+        base = result["baseline"]
+        table = Table(title=f"{name} vs {base}: compute-equivalent multiplier ({result['level']:.0%} interval; "
+                            f"{c['verdict_from']}) and the best run's serving side")
+        for col in ("budget", f"{base} loss", f"{name} loss", "multiplier", "interval", "params total / active",
+                    "decode FLOPs/token"):
             table.add_column(col, justify="right")
-        best = {row["budget"]: row for row in serving.get(name, [])}
         for row in c["budgets"]:
             iv = row["interval"]
-            s = min(best.values(), key=lambda x: abs(math.log(x["budget"] / row["budget"])), default=None) if best else None
-            table.add_row(f"{row['budget']:.3g}", f"{row['baseline_loss']:.4f}", f"{row['candidate_loss']:.4f}",
+            sides = [_nearest_serving(serving.get(n, []), row["budget"]) for n in (base, name)]
+            table.add_row(f"{row['budget']:.3g}", f"{row.get('baseline_loss', row.get('baseline_min_loss')):.4f}",
+                          f"{row.get('candidate_loss', row.get('candidate_min_loss')):.4f}",
                           f"{row['multiplier']:.3g}x", f"[{iv[0]:.3g}, {iv[1]:.3g}]" if iv else "-",
-                          f"{_q(s['n_total'])} / {_q(s['n_active'])}" if s else "-",
-                          _q(s["decode_flops_per_token"]) if s and s["decode_flops_per_token"] else "-")
+                          " vs ".join(f"{_q(x['n_total'])} / {_q(x['n_active'])}" if x else "-" for x in sides),
+                          " vs ".join(_q(x["decode_flops_per_token"]) if x else "-" for x in sides))
         console.print(table)
         e = c["exponents"]
         console.print("exponent differences (candidate - baseline): " + "; ".join(

@@ -182,7 +182,7 @@ def run_compare(spec: LadderSpec, baseline: Recipe, candidates: list[Recipe], st
     if len(set(names)) != len(names):
         raise ValueError(f"recipes must have distinct names, got {', '.join(names)}")
     entries: dict[str, list[LadderEntry]] = {}
-    report: dict = {"spec": dataclasses.asdict(spec), "recipes": {r.name: r.to_dict() for r in recipes},
+    report: dict = {"spec": dataclasses.asdict(spec), "recipe_options": {r.name: r.to_dict() for r in recipes},
                     "lr_rules": {}, "training": {}}
     for recipe in recipes:
         rspec = recipe.apply(spec)
