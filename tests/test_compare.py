@@ -186,3 +186,14 @@ def test_recipes_parse_apply_and_keep_the_baseline_a_plain_ladder():
     assert {e.config.optimizer for e in muon} == {"muon"} and {e.family for e in muon} == {"muon"}
     assert muon[0].recipe == {"name": "muon", "optimizer": "muon"}
     assert not {e.run_id for e in muon} & {e.run_id for e in dense}
+
+
+def test_refit_resamples_reproduces_the_fit_on_the_runs_themselves():
+    N, D, L = isoflop_runs(budgets=BUDGETS, sizes=7, seed=4)
+    law = ChinchillaLaw(n_bootstrap=0, extrapolation_error=False).fit(N, D, L)
+    w = np.ones((3, L.size))
+    w[2, :5] = 0          # a resample that leaves out the first runs moves the fit
+    p = law.refit_resamples([N, D], L, w)
+    for k, v in law.params_.items():
+        assert p[k][:2] == pytest.approx([v, v], rel=1e-3)
+    assert p["E"][2] != pytest.approx(law.params_["E"], rel=1e-6)

@@ -14,7 +14,7 @@ candidate's frontier loss, over ``C``: ``m(C) = C_base(L*_cand(C)) / C`` (> 1: t
 * Intervals: a bootstrap that resamples runs **jointly** -- within each budget, one multinomial draw
   over ladder positions (size rank within the budget) is applied to every recipe, so what the paired
   ladders share (budgets, data order, seeds) stays paired; each resample refits every law, warm-started
-  at its point estimate.
+  at its point estimate (:meth:`~scalinglab.laws.ChinchillaLaw.refit_resamples`).
 * A second, law-free estimate: the baseline's frontier as a power law through its IsoFLOP minima (lowest
   loss per budget), read at each candidate minimum. It carries the verdict where a law cannot be fitted
   (a ladder with fewer runs than the law has parameters to spare).
@@ -53,26 +53,21 @@ def frontier_loss(f: dict, C) -> np.ndarray:
 
 def compute_multiplier(base: dict, cand: dict, C) -> np.ndarray:
     """Baseline compute reaching the candidate's frontier loss at ``C``, over ``C`` (Chinchilla parameters
-    of each; broadcasts). A candidate loss at or below the baseline's ``E`` gives :data:`MULTIPLIER_CAP`."""
+    of each; broadcasts). A candidate loss at or below the baseline's ``E`` gives :data:`MULTIPLIER_CAP`; NaN
+    parameters (a failed bootstrap refit) give NaN."""
     fb, fc = frontier_params(base), frontier_params(cand)
     C = np.asarray(C, float)
     gap = frontier_loss(fc, C) - fb["E"]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         log_cb = np.log(fb["k"] / np.where(gap > 0, gap, np.nan)) / fb["a"]
         m = np.exp(np.minimum(log_cb - np.log(C), math.log(MULTIPLIER_CAP)))
-    return np.where(gap > 0, m, MULTIPLIER_CAP)
+    return np.where(gap > 0, m, np.where(np.isnan(gap), np.nan, MULTIPLIER_CAP))
 
 
 # ------------------------------------------------------------------------------------------- resampling
-def _fit(N, D, L, start=None) -> dict | None:
-    """The point fit (raises :class:`FitError`), or with ``start`` a warm-started refit (None if it fails)."""
-    if start is None:
-        law = ChinchillaLaw(n_bootstrap=0, extrapolation_error=False).fit(N, D, L)
-        return {"law": law, "params": dict(law.params_)}
-    try:
-        law = ChinchillaLaw(n_bootstrap=0, extrapolation_error=False, grid=start, allow_bounds=True).fit(N, D, L)
-    except FitError:
-        return None
+def _fit(N, D, L) -> dict:
+    """The point fit (raises :class:`FitError`)."""
+    law = ChinchillaLaw(n_bootstrap=0, extrapolation_error=False).fit(N, D, L)
     return {"law": law, "params": dict(law.params_)}
 
 
@@ -165,21 +160,14 @@ def compare_recipes(recipes: dict[str, list[Run]], baseline: str, *, n_conventio
             continue
         out["recipes"][name].update(params=fits[name]["params"],
                                     frontier={k: float(v) for k, v in frontier_params(fits[name]["params"]).items()})
-    # joint bootstrap: every recipe's IsoFLOP minima and law from the same draw
+    # joint bootstrap: every recipe's IsoFLOP minima and law from the same draws
     rng = np.random.default_rng(seed)
-    boot: dict[str, list] = {name: [] for name in fits}
-    minima: dict[str, list] = {name: [] for name in data}
-    for _ in range(n_bootstrap):
-        weights = _joint_weights(data, rng)
-        for name, d in data.items():
-            minima[name].append(_minima(d, budgets.size, weights[name]))
-            if name in fits:
-                idx = np.repeat(np.arange(weights[name].size), weights[name])
-                refit = _fit(d["N"][idx], d["D"][idx], d["L"][idx], start=fits[name]["law"].theta_[None, :])
-                boot[name].append(refit["params"] if refit else None)
+    draws = [_joint_weights(data, rng) for _ in range(n_bootstrap)]
+    minima = {name: np.array([_minima(d, budgets.size, w[name]) for w in draws]) for name, d in data.items()}
     samples = {}
-    for name in fits:
-        samples[name] = {k: np.array([p[k] if p else np.nan for p in boot[name]]) for k in ChinchillaLaw.param_names}
+    for name, fit in fits.items():
+        d = data[name]
+        samples[name] = fit["law"].refit_resamples([d["N"], d["D"]], d["L"], np.array([w[name] for w in draws]))
         f = frontier_params(samples[name])
         out["recipes"][name]["intervals"] = {k: _interval(v, level) for k, v in {**samples[name], **f}.items()}
         out["recipes"][name]["bootstrap_failed"] = int(np.isnan(samples[name]["E"]).sum())
@@ -187,7 +175,7 @@ def compare_recipes(recipes: dict[str, list[Run]], baseline: str, *, n_conventio
         if name == baseline:
             continue
         obs = _minima_summary(_minima(data[baseline], budgets.size), _minima(data[name], budgets.size),
-                              np.array(minima[baseline]), np.array(minima[name]), budgets, level)
+                              minima[baseline], minima[name], budgets, level)
         if baseline in fits and name in fits:
             entry = _candidate(fits[baseline]["params"], fits[name]["params"], samples[baseline], samples[name], budgets,
                                level)

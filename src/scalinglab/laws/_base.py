@@ -203,6 +203,22 @@ class PowerSumLaw:
                 self.extrapolation_ = self._calibrate_extrapolation(X, L)
         return self
 
+    def refit_resamples(self, X: list, L, weights) -> dict[str, np.ndarray]:
+        """Parameters refitted on resamples of the runs this law was fitted to, given as run multiplicities
+        ``weights`` (R, n), each warm-started at this fit (a bootstrap whose draws the caller controls, e.g.
+        one draw shared by several laws). Refits that do not converge are NaN.
+
+        Args:
+            X: the fitted runs' variables (as passed to ``fit``); L: their losses.
+        """
+        self._check_fitted()
+        L = check_positive("loss", L)
+        logX = np.log(np.column_stack([check_positive(name, x) for name, x in zip(self.variables, X)]))
+        bounds = self._default_bounds() if self.bounds is None else np.asarray(self.bounds, float)
+        thetas, conv = self._refit_many(logX, np.log(L), np.asarray(weights, float), self.theta_[None, :], bounds)
+        thetas = np.where(conv[:, None], thetas, np.nan)
+        return {k: np.asarray(v, float) for k, v in self._from_theta(thetas).items()}
+
     def _smoothed_residuals(self, rng: np.random.Generator, size) -> np.ndarray:
         """Residual draws for the residual bootstrap: the smoothed bootstrap (Silverman 1986, Sec. 6.4).
 
