@@ -310,4 +310,9 @@ def compare_figure(result: dict, out: str | Path) -> list[str]:
     ax2.set_ylabel(f"compute-equivalent multiplier over {result['baseline']}")
     ax2.legend(fontsize=7)
     ax2.set_title(f"multiplier ({result['level']:.0%} bootstrap band, runs resampled jointly)", fontsize=9)
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+    for axis in (ax1.xaxis, ax2.xaxis, ax2.yaxis):
+        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if axis is not ax2.yaxis else (1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 7.0)))
+        axis.set_minor_formatter(NullFormatter())
+    ax2.yaxis.set_major_formatter(ScalarFormatter())
     return _save(fig, out, "compare")
