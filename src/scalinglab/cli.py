@@ -178,8 +178,10 @@ def _quantity(text, option: str, *, lo: float = 0, hi: float | None = None, lo_o
     if not math.isfinite(x):
         _fail(f"{option} must be a finite number (e.g. 7B, 1.4e12), got {text!r}")
     if (x <= lo if lo_open else x < lo) or (hi is not None and x > hi):
-        what = "positive" if (lo == 0 and lo_open) else "a number"
-        _fail(f"{option} must be {what} {_range_text(lo, hi, lo_open, False)}, got {text!r}")
+        if lo == 0 and lo_open:
+            _fail(f"{option} must be a finite and positive number" + (f" up to {hi:g}" if hi is not None else "") +
+                  f", got {text!r}")
+        _fail(f"{option} must be a number {_range_text(lo, hi, lo_open, False)}, got {text!r}")
     return x
 
 
