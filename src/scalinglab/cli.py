@@ -1210,6 +1210,8 @@ def _print_compare(result: dict) -> None:
             f"{k} {v['difference']:+.3f}" + (f" [{v['interval'][0]:+.3f}, {v['interval'][1]:+.3f}]" if v["interval"] else "")
             for k, v in e.items()), markup=False, highlight=False)
         console.print(f"verdict: {c['verdict']} -- {c['evidence']}", markup=False, highlight=False)
+    for w in result.get("warnings", []):
+        console.print(f"warning: {w}", markup=False, highlight=False)
     for p in result.get("figures", []):
         console.print(f"figure: {p}", markup=False, highlight=False)
 

@@ -112,7 +112,7 @@ def compare_recipes(recipes: dict[str, list[Run]], baseline: str, *, n_conventio
         loss_scale: per recipe, a factor turning its losses into ``loss_units`` (default 1).
 
     Returns:
-        JSON-ready ``{"baseline", "loss_units", "convention", "method", "level", "n_bootstrap", "budgets",
+        JSON-ready ``{"baseline", "loss_units", "convention", "method", "level", "n_bootstrap", "budgets", "warnings",
         "recipes": {name: {"n_runs", "points", "params", "frontier", "intervals"} or {"n_runs", "points",
         "error"}}, "candidates": {name: {"budgets": [{"budget", "multiplier", "interval", "baseline_loss",
         "candidate_loss", "observed_min_loss"}], "mean_multiplier", "slope", "exponents": {"alpha", "beta",
@@ -148,7 +148,7 @@ def compare_recipes(recipes: dict[str, list[Run]], baseline: str, *, n_conventio
            "method": "Chinchilla law per recipe; frontier L*(C) = E + k C^-a, a = alpha beta / (alpha + beta); "
                      "bootstrap resamples runs jointly (one draw per budget and size rank, shared by all recipes) "
                      "and refits every law",
-           "budgets": budgets.tolist(), "recipes": {}, "candidates": {}}
+           "budgets": budgets.tolist(), "recipes": {}, "candidates": {}, "warnings": []}
     fits, errors = {}, {}
     for name, d in data.items():
         out["recipes"][name] = {"n_runs": int(d["L"].size),
@@ -158,6 +158,10 @@ def compare_recipes(recipes: dict[str, list[Run]], baseline: str, *, n_conventio
         except FitError as e:
             errors[name] = out["recipes"][name]["error"] = str(e)
             continue
+        if d["L"].size < 3 * len(ChinchillaLaw.param_names):
+            out["warnings"].append(f"{name}: {d['L'].size} runs for a {len(ChinchillaLaw.param_names)}-parameter law; its "
+                                   "exponents and their intervals are barely determined (a check of the method, not "
+                                   "evidence about the recipe)")
         out["recipes"][name].update(params=fits[name]["params"],
                                     frontier={k: float(v) for k, v in frontier_params(fits[name]["params"]).items()})
     # joint bootstrap: every recipe's IsoFLOP minima and law from the same draws
