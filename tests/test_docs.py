@@ -112,6 +112,7 @@ EXPECT = {
     "scalinglab plan --preset epoch-2024 --compute 1e23 --unique-tokens 2T": ["data-constrained"],
     "scalinglab export runs.parquet": ["wrote 45 runs to runs.parquet"],
     "scalinglab ladder --preset smoke": ["verification"],
+    "scalinglab compare --preset smoke --budgets 5e9,1.5e10 --threads 1 --baseline dense --candidate moe": ["verdict:", "moe vs dense"],
     "scalinglab passk samples.jsonl --k 1,10,100 --target 0.9": ["samples for coverage 0.9"],
     "scalinglab cost serve --params 7B --hardware cpu": ["this CPU (measured)", "tokens/s"],
     "scalinglab report --out report.html --static figures/": ["wrote report.html"],
