@@ -199,3 +199,15 @@ def test_refit_resamples_reproduces_the_fit_on_the_runs_themselves():
     for k, v in law.params_.items():
         assert p[k][:2] == pytest.approx([v, v], rel=1e-3)
     assert p["E"][2] != pytest.approx(law.params_["E"], rel=1e-6)
+
+
+def test_a_recipe_names_its_own_lr_sweep():
+    from scalinglab.experiments.compare import parse_recipe
+    from scalinglab.experiments.ladder import sweep_entries
+    from scalinglab.train.ladder import PRESETS
+    spec = parse_recipe("muon").apply(PRESETS["smoke"])
+    entries = sweep_entries(spec, 256, "dense", [(0, 1.5e10)], label="muon")
+    assert {e.family for e in entries} == {"muon"} and all(e.name.startswith("muon-lr") for e in entries)
+    assert {e.config.optimizer for e in entries} == {"muon"} and {e.role for e in entries} == {"lr-sweep"}
+    plain = sweep_entries(PRESETS["smoke"], 256, "dense", [(0, 1.5e10)])
+    assert all(e.family == "dense" and e.name.startswith("dense-lr") for e in plain)
