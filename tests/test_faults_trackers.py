@@ -13,7 +13,7 @@ import torch
 
 from scalinglab import trackers
 from scalinglab.importers import ImportFormatError
-from scalinglab.store import Run, RunStore
+from scalinglab.store import Run, RunStore, StoreError
 from scalinglab.train import checkpoint as ckpt_mod
 from scalinglab.train.checkpoint import load_latest, save_checkpoint
 from scalinglab.train.executors import InlineExecutor
@@ -115,9 +115,11 @@ def test_sigkill_the_driver_then_the_ladder_finishes_only_what_is_missing(tmp_pa
     finished = 0
     while time.time() < deadline and finished < 1:
         time.sleep(0.2)
-        if (tmp_path / "s.db").exists():
+        try:
             with RunStore(tmp_path / "s.db", readonly=True) as ro:
                 finished = len(ro.runs(status="finished"))
+        except (FileNotFoundError, StoreError):     # not there yet, or the driver is creating its tables
+            pass
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     with RunStore(tmp_path / "s.db", readonly=True) as ro:

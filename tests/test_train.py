@@ -328,7 +328,7 @@ def test_cuda_bf16_wsd_ladder_end_to_end(tmp_path, tiny_corpus):
 
 @pytest.mark.parametrize("args, message", [
     (["--device", "cuda"] if not torch.cuda.is_available() else ["--device", "cuda:99"], "cuda"),
-    (["--verify-multiplier", "0"], "verify multiplier"),
+    (["--verify-multiplier", "0"], "--verify-multiplier"),
     (["--schedule", "linear"], "schedule"),
     (["--lr", "-1"], "lr must be"),
 ])

@@ -126,3 +126,24 @@ def test_schema3_store_read_only_then_migrated_to_arrays(tmp_path):
             for sp in ("val", "train"):
                 assert st.curve(r, sp) == [want[(r, sp, s)] for s in range(50)]
         assert sorted(st.curves()) == ["r0", "r1", "r2", "r3"]
+
+
+def test_a_second_writer_joins_a_store_another_has_just_created(tmp_path):
+    """A store file that exists but is still empty (another writer's connect before its schema) is started, not
+    refused; a reader meanwhile gets a clear error, never a traceback."""
+    import sqlite3
+    path = tmp_path / "s.db"
+    path.touch()                                            # created, no page written yet
+    with pytest.raises(StoreError, match="empty file"):
+        RunStore(path, readonly=True)
+    with RunStore(path) as st:
+        assert st.runs() == []
+    path2 = tmp_path / "t.db"
+    sqlite3.connect(path2).execute("PRAGMA journal_mode=WAL").fetchone()   # an SQLite file without any table
+    with RunStore(path2) as st:
+        assert st.schema_version() > 0
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE experiments (id INTEGER)")
+    with pytest.raises(StoreError, match="not a scalinglab store"):
+        RunStore(other)

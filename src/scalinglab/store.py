@@ -232,7 +232,8 @@ class RunStore:
             raise StoreError(_explain_open_error(self.path, e, readonly)) from None
 
     def _open(self, readonly: bool) -> None:
-        existed = self.path.exists()
+        # a writer starts a store in an empty file, or one another writer has just created (no tables yet)
+        existed = self.path.exists() and (readonly or self.path.stat().st_size > 0)
         if existed:
             _check_header(self.path)
         if readonly:
@@ -248,7 +249,7 @@ class RunStore:
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=30)
-            if existed:
+            if existed and self._db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is not None:
                 self._check_is_store()
                 self._check_version(int(self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]))
             self._db.execute("PRAGMA journal_mode=WAL")
