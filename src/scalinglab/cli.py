@@ -1345,9 +1345,7 @@ def passk_forecast_cmd(file: Optional[Path] = typer.Argument(None, help="Samples
     if backtest is not None and backtest < 1:
         _fail(f"--backtest must be at least 1 sample per problem, got {backtest}")
     ks = _ks(k)
-    if file is None:
-        _existing_store(store)
-    groups = _groups(file, store, task, model)
+    groups = _groups(file, store, task, model)        # refuses a missing store
     if not groups:
         _fail("no samples found")
     from .testtime.distribution import passk_forecast_report

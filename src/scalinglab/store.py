@@ -244,14 +244,12 @@ class RunStore:
                 if self._db is not None:
                     self._db.close()
                 self._db = sqlite3.connect(f"file:{self.path}?immutable=1", uri=True, timeout=30)
-            self._check_is_store()
-            self._check_version(int(self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]))
+            self._check_existing()
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=30)
             if existed and self._db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is not None:
-                self._check_is_store()
-                self._check_version(int(self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]))
+                self._check_existing()
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(_SCHEMA)
@@ -269,15 +267,15 @@ class RunStore:
         self._point_rows = self._db.execute(
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name='curves'").fetchone() is not None
 
-    def _check_is_store(self) -> None:
-        """An existing file must already be a scalinglab store: another program's SQLite file is never written."""
+    def _check_existing(self) -> None:
+        """An existing file must already be a scalinglab store (another program's SQLite file is never written)
+        of a schema this version can read."""
         tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if not {"meta", "runs"} <= tables or self._db.execute(
                 "SELECT 1 FROM meta WHERE key='schema_version'").fetchone() is None:
             raise StoreError(f"{self.path} is not a scalinglab store: an SQLite database without the store's tables "
                              f"(found: {', '.join(sorted(tables)) or 'none'}); give --store a store file or a new path")
-
-    def _check_version(self, version: int) -> None:
+        version = int(self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
         if version > SCHEMA_VERSION:
             raise StoreError(f"{self.path} has schema version {version}, newer than this scalinglab ({SCHEMA_VERSION}): "
                              "upgrade scalinglab (pip install -U scalinglab) to read it")
