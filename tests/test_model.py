@@ -138,3 +138,75 @@ def test_closed_form_param_counts_equal_the_built_models():
         active = c["total"] - real["experts_total"] + real["experts_total"] * kw["top_k"] // max(1, kw["n_experts"]) \
             if kw["n_experts"] else c["total"]
         assert c["active"] == active, kw
+
+
+def test_rmsnorm_backward_equals_autograd_through_the_reference():
+    from scalinglab.train.model import RMSNorm
+    torch.manual_seed(0)
+    norm = RMSNorm(24)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+    x = torch.randn(3, 7, 24, requires_grad=True)
+    g = torch.randn(3, 7, 24)
+    norm(x).backward(g)
+    got_x, got_w = x.grad.clone(), norm.weight.grad.clone()
+    x.grad, w = None, norm.weight.detach().clone().requires_grad_()
+    ref = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm.eps) * w    # the definition
+    ref.backward(g)
+    torch.testing.assert_close(norm(x), ref, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(got_x, x.grad, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got_w, w.grad, rtol=1e-5, atol=1e-5)
+    x64 = torch.randn(2, 3, 8, dtype=torch.float64, requires_grad=True)
+    w64 = torch.rand(8, dtype=torch.float64, requires_grad=True)
+    from scalinglab.train.model import _RMSNormFn
+    assert torch.autograd.gradcheck(_RMSNormFn.apply, (x64, w64, 1e-6))
+
+
+def test_rotary_rotates_interleaved_pairs_by_position():
+    from scalinglab.train.model import apply_rotary, rotary_tables
+    torch.manual_seed(0)
+    B, T, H, K = 2, 9, 3, 8
+    cos, sin = rotary_tables(T, K)
+    x = torch.randn(B, T, H, K)
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    c, s = cos[None, :, None, :], sin[None, :, None, :]
+    ref = torch.stack((x1 * c - x2 * s, x1 * s + x2 * c), dim=-1).flatten(-2)   # the written-out rotation
+    torch.testing.assert_close(apply_rotary(x, cos, sin), ref, rtol=1e-6, atol=1e-6)
+    # rotations keep norms, and the score between positions m and n depends on m - n only
+    torch.testing.assert_close(apply_rotary(x, cos, sin).norm(dim=-1), x.norm(dim=-1), rtol=1e-5, atol=1e-5)
+    q = torch.randn(K).expand(B, T, H, K)
+    rq = apply_rotary(q, cos, sin)
+    torch.testing.assert_close((rq[:, 3] * rq[:, 1]).sum(-1), (rq[:, 7] * rq[:, 5]).sum(-1), rtol=1e-5, atol=1e-5)
+    assert apply_rotary(x.bfloat16(), cos, sin).dtype == torch.bfloat16
+
+
+def test_swiglu_equals_gate_times_value_of_one_projection():
+    from scalinglab.train.model import MLP
+    torch.manual_seed(0)
+    mlp = MLP(16, 40, "swiglu")
+    x = torch.randn(2, 5, 16)
+    gate, val = (x @ mlp.up.weight.t()).chunk(2, dim=-1)
+    torch.testing.assert_close(mlp(x), (F.silu(gate) * val) @ mlp.down.weight.t(), rtol=1e-5, atol=1e-6)
+
+
+def test_fused_adamw_takes_the_reference_step():
+    from scalinglab.train.config import RunConfig
+    from scalinglab.train.run import make_optimizers
+    torch.manual_seed(0)
+    cfg = RunConfig(model=ModelConfig(d_model=16, n_layers=1, n_heads=2, seq_len=8), lr=1e-2)
+    a = GPT(cfg.model)
+    b = GPT(cfg.model)
+    b.load_state_dict(a.state_dict())
+    (opt_a,) = make_optimizers(a, cfg)
+    assert opt_a.defaults["fused"]
+    groups = [{"params": [p for n, p in b.named_parameters() if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for n, p in b.named_parameters() if p.ndim < 2], "weight_decay": 0.0}]
+    opt_b = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, foreach=False)
+    x = torch.randint(0, 256, (2, 8))
+    for _ in range(3):
+        for m, o in ((a, opt_a), (b, opt_b)):
+            o.zero_grad()
+            m(x, x)[1].backward()
+            o.step()
+    for (n, pa), pb in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6, msg=n)

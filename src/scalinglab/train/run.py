@@ -98,14 +98,18 @@ def make_optimizers(model: GPT, cfg: RunConfig) -> list[torch.optim.Optimizer]:
     embed = [p for n, p in named if n.startswith(("embed", "head"))]
     matrices = [p for n, p in named if p.ndim >= 2 and not n.startswith(("embed", "head"))]
     rest = [p for n, p in named if p.ndim < 2 and not n.startswith(("embed", "head"))]   # norms: no decay
+    # the fused AdamW kernel: one pass per tensor instead of a dozen element-wise ops (2-3x less time
+    # in the optimizer step on CPU at ladder sizes; benchmarks/bench_train.py)
+    fused = torch.device(cfg.device).type in ("cpu", "cuda") or None
     if cfg.optimizer == "adamw":
         return [torch.optim.AdamW([{"params": matrices + embed, "weight_decay": cfg.weight_decay},
-                                   {"params": rest, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8)]
+                                   {"params": rest, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8,
+                                  fused=fused)]
     muon_params = [p for p in matrices if p.ndim == 2]
     adam_params = [p for p in matrices if p.ndim != 2]
     return [torch.optim.Muon(muon_params, lr=cfg.lr, weight_decay=cfg.weight_decay, adjust_lr_fn="match_rms_adamw"),
             torch.optim.AdamW([{"params": embed + adam_params, "weight_decay": cfg.weight_decay},
-                               {"params": rest, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))]
+                               {"params": rest, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95), fused=fused)]
 
 
 @torch.no_grad()
@@ -170,6 +174,34 @@ def load_teacher(cfg: RunConfig, checkpoint_dir: str | Path | None) -> GPT | Non
     if tcfg.model.vocab_size != cfg.model.vocab_size or tcfg.tokenizer != cfg.tokenizer:
         raise ValueError("teacher and student must share the tokenizer")
     return teacher.to(cfg.device)
+
+
+def train_step(model: GPT, stepper, optims: list[torch.optim.Optimizer], cfg: RunConfig, tokens: np.ndarray,
+               step: int, lr: float, teacher: GPT | None = None) -> tuple[torch.Tensor, dict]:
+    """One optimizer step of :func:`train_run` on ``step``'s batch: forward (through ``stepper``, the
+    model or its compiled form), backward, gradient clipping, AdamW/Muon. Returns the batch's
+    cross-entropy and the router's auxiliary outputs."""
+    x, y = get_batch(tokens, cfg.model.seq_len, cfg.batch_size, cfg.seed, step)
+    x, y = torch.from_numpy(x).to(cfg.device), torch.from_numpy(y).to(cfg.device)
+    for opt in optims:
+        for g in opt.param_groups:
+            g["lr"] = lr
+    with _autocast(cfg):
+        logits, loss, aux = stepper(x, y)
+        objective = model.training_loss(loss, aux)
+        if teacher is not None:
+            with torch.no_grad():
+                t_logits, _, _ = teacher(x)
+            objective = objective - loss + distillation_loss(logits, t_logits, y, cfg.distill_alpha,
+                                                             cfg.distill_temperature)
+    for opt in optims:
+        opt.zero_grad(set_to_none=True)
+    objective.backward()
+    if cfg.grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    for opt in optims:
+        opt.step()
+    return loss, aux
 
 
 def train_run(cfg: RunConfig, *, checkpoint_dir: str | Path | None = None, data: TokenData | None = None,
@@ -257,27 +289,7 @@ def train_run(cfg: RunConfig, *, checkpoint_dir: str | Path | None = None, data:
     try:
         while step < total:
             ts = time.perf_counter()
-            x, y = get_batch(data.train, cfg.model.seq_len, cfg.batch_size, cfg.seed, step)
-            x, y = torch.from_numpy(x).to(cfg.device), torch.from_numpy(y).to(cfg.device)
-            lr = lr_at(cfg, step, total)
-            for opt in optims:
-                for g in opt.param_groups:
-                    g["lr"] = lr
-            with _autocast(cfg):
-                logits, loss, aux = stepper(x, y)
-                objective = model.training_loss(loss, aux)
-                if teacher is not None:
-                    with torch.no_grad():
-                        t_logits, _, _ = teacher(x)
-                    objective = objective - loss + distillation_loss(logits, t_logits, y, cfg.distill_alpha,
-                                                                     cfg.distill_temperature)
-            for opt in optims:
-                opt.zero_grad(set_to_none=True)
-            objective.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            for opt in optims:
-                opt.step()
+            loss, aux = train_step(model, stepper, optims, cfg, data.train, step, lr_at(cfg, step, total), teacher)
             step += 1
             lv = float(loss.detach())
             step_s += time.perf_counter() - ts
