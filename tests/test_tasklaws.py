@@ -176,6 +176,12 @@ def test_cli_imports_a_ladder_and_forecasts_with_predictability_and_gates(tmp_pa
     used = g["rules"][0]["evidence"]["forecast"]
     assert res.exit_code in (0, 10) and (used["N"], used["D"]) == (6.9e9, 4e12) and g["subject"] == "plan:N=6.9e+09,D=4e+12"
     assert g["rules"][0]["evidence"]["value"] == pytest.approx(f["score"], abs=0.02)
+    # --backtest 2: the two largest runs forecast from the other ten, with intervals
+    res = runner.invoke(app, ["forecast", "--task", "arc_easy", "--metric", "acc", "--backtest", "2",
+                              "--bootstrap", "20", "--store", str(db), "--json"])
+    h = json.loads(res.stdout)["holdout"]
+    assert res.exit_code == 0 and h["fitted_runs"] == 10 and len(h["held_out"]) == 2
+    assert all(abs(r["error_points"]) < 10 and r["inside"] is not None for r in h["held_out"])
 
 
 def test_emergence_shows_each_model_once_at_its_final_checkpoint(tmp_path):
@@ -197,3 +203,27 @@ def test_emergence_shows_each_model_once_at_its_final_checkpoint(tmp_path):
     assert res.exit_code == 0, res.output
     models = [m["model"] for m in json.loads(res.stdout)["models"]]
     assert len(models) == len(set(pts.run)) and not any("@" in m for m in models)
+
+
+def test_holdout_forecasts_the_largest_runs_from_the_others_only():
+    from scalinglab.forecast.tasklaws import holdout_forecast
+    pts = ladder()
+    h = holdout_forecast(pts, 3, chance=0.25, n_bootstrap=0, variant="two_step")
+    held = [r["run"] for r in h["held_out"]]
+    assert held == list(pts.runs[-3:]) and h["fitted_runs"] == 9
+    for r in h["held_out"]:
+        truth = accuracy_of_loss(task_loss(r["N"], r["D"]), 0.25, **STEP2)
+        assert r["actual_score"] == pytest.approx(truth)
+        assert r["predicted_score"] == pytest.approx(truth, abs=2e-3)     # the law is exact: only the fit's error
+        assert r["error_points"] == pytest.approx(100 * (r["predicted_score"] - r["actual_score"]))
+        assert r["compute_over_max_fitted"] > 1 and r["inside"] is None   # no bootstrap, no interval
+    # the fit never saw the held-out runs: a ladder whose largest runs are corrupted forecasts the same
+    bad = LadderPoints.from_arrays(run=pts.run, N=pts.N, D=pts.D, task_loss=pts.task_loss,
+                                   score=np.where(np.isin(pts.run, held), 0.0, pts.score), final=pts.final)
+    h2 = holdout_forecast(bad, 3, chance=0.25, n_bootstrap=0, variant="two_step")
+    assert [r["predicted_score"] for r in h2["held_out"]] == [r["predicted_score"] for r in h["held_out"]]
+    assert all(r["actual_score"] == 0.0 for r in h2["held_out"])
+    with pytest.raises(ValueError, match="needs at least 6"):
+        holdout_forecast(pts, 7, chance=0.25, n_bootstrap=0)
+    h3 = holdout_forecast(ladder(score_noise=0.005), 2, chance=0.25, n_bootstrap=30, variant="two_step")
+    assert all(r["inside"] is not None and len(r["score_prediction_interval"]) == 2 for r in h3["held_out"])

@@ -1846,10 +1846,11 @@ def _two_step(store, task, metric, bootstrap):
             cols[metric], cols["n"] if nd else None, cols["d"] if nd else None)
 
 
-def _task_ladder(store, task, metric, bootstrap, chance=None, variant="auto", n_origins=3):
+def _task_ladder(store, task, metric, bootstrap, chance=None, variant="auto", n_origins=3, holdout=0):
     """The task-ladder forecast, fitted, when every stored model of ``task`` has N and D, at least 6 runs
     have a final checkpoint and their tokens per parameter vary at least 2x; None otherwise (the
-    compute-only two-step forecast applies)."""
+    compute-only two-step forecast applies). With ``holdout``, ``holdout_`` holds the forecast of the
+    ``holdout`` largest runs from the others (:func:`~scalinglab.forecast.tasklaws.holdout_forecast`)."""
     from .forecast.tasklaws import LadderPoints, TaskLadderForecast, chance_level
     _existing_store(store)
     with RunStore(store, readonly=True) as st:
@@ -1861,8 +1862,13 @@ def _task_ladder(store, task, metric, bootstrap, chance=None, variant="auto", n_
         span = np.ptp(np.log(pts.D[pts.final] / pts.N[pts.final])) if pts.final.any() else 0.0
         if pts.final.sum() < 6 or span < np.log(2):    # one tokens-per-parameter ratio cannot separate N from D
             return None
-        return TaskLadderForecast(chance=chance_level(task) if chance is None else chance, n_bootstrap=bootstrap,
-                                  variant=variant, n_origins=n_origins).fit(pts)
+        kw = dict(chance=chance_level(task) if chance is None else chance, n_bootstrap=bootstrap,
+                  variant=variant, n_origins=n_origins)
+        fc = TaskLadderForecast(**kw).fit(pts)
+        if holdout:
+            from .forecast.tasklaws import holdout_forecast
+            fc.holdout_ = holdout_forecast(pts, holdout, **kw)
+        return fc
     except (FitError, ValueError) as e:
         _fail(f"{task} {metric}: {e}")
 
@@ -1873,6 +1879,8 @@ def _print_ladder_forecast(fc, store, task, metric, compute, params, tokens, thr
                  "step1": {"params": fc.step1_.params_}, "step2": {"params": fc.step2_, "chance": fc.chance},
                  "single_step": {"params": fc.single_}, "intervals": param_intervals(fc),
                  "backtest": fc.backtest_, "predictability": fc.predictability_, "fitted_on": fc.data_range_}
+    if getattr(fc, "holdout_", None) is not None:
+        out["holdout"] = fc.holdout_
     try:
         if params or tokens:
             if not (params and tokens):
@@ -1895,6 +1903,15 @@ def _print_ladder_forecast(fc, store, task, metric, compute, params, tokens, thr
     for o in fc.backtest_["origins"]:
         console.print(f"  backtest {o['run']}: actual {o['actual_score']:.4f}; " + ", ".join(
             f"{k} {v:.4f}" for k, v in o["predicted"].items()), markup=False)
+    if "holdout" in out:
+        h = out["holdout"]
+        console.print(f"  hold-out: the {len(h['held_out'])} largest runs forecast from the other {h['fitted_runs']} "
+                      f"(variant {h['variant']}); mean absolute error {h['mean_abs_error_points']:.1f} points", markup=False)
+        for r in h["held_out"]:
+            inside = "" if r["inside"] is None else (", inside" if r["inside"] else ", OUTSIDE")
+            console.print(f"    {r['run']} (N={r['N']:.3g}, D={r['D']:.3g}, {r['compute_over_max_fitted']:.2g}x the fitted "
+                          f"compute): predicted {r['predicted_score']:.3f} {iv(r['score_prediction_interval'])}, actual "
+                          f"{r['actual_score']:.3f}, error {r['error_points']:+.1f} points{inside}", markup=False)
     if pr.get("score_noise") is None:
         console.print(f"  predictability: {pr['note']}", markup=False)
     else:
@@ -1923,7 +1940,8 @@ def forecast_cmd(task: str = typer.Option(..., help="Task, e.g. addition:2."),
                  compute: Optional[str] = typer.Option(None, "--compute", help="Training FLOPs of the planned run."),
                  params: Optional[str] = typer.Option(None, "--params"), tokens: Optional[str] = typer.Option(None, "--tokens"),
                  threshold: Optional[float] = typer.Option(None, help="Compute at which the score crosses this value."),
-                 backtest_n: int = typer.Option(0, "--backtest", help="Leave out the N largest models and forecast them."),
+                 backtest_n: int = typer.Option(0, "--backtest", help="Leave out the N largest models and forecast them "
+                                                "(with a ladder: fitted on the rest, intervals, inside or not)."),
                  chance: Optional[float] = typer.Option(None, help="Score floor (chance level); default by task name, else 0."),
                  variant: str = typer.Option("auto", help="Ladder forecasts: auto (backtest picks), two_step, single_step or stacked."),
                  bootstrap: int = typer.Option(1000), store: Path = StoreOpt, as_json: bool = JsonOpt):
@@ -1946,7 +1964,7 @@ def forecast_cmd(task: str = typer.Option(..., help="Task, e.g. addition:2."),
     _whole(backtest_n, "--backtest", 0, 1000)
     _whole(bootstrap, "--bootstrap", 0, 100_000)
     _choice(variant, "--variant", ("auto", "two_step", "single_step", "stacked"))
-    ladder = _task_ladder(store, task, metric, bootstrap, chance, variant, max(3, backtest_n))
+    ladder = _task_ladder(store, task, metric, bootstrap, chance, variant, max(3, backtest_n), backtest_n)
     if ladder is not None:
         return _print_ladder_forecast(ladder, store, task, metric, compute, params, tokens, threshold, as_json)
     fc, C, TL, S, N, D = _two_step(store, task, metric, bootstrap)

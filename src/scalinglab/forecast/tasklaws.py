@@ -415,6 +415,43 @@ def rolling_origin(points: LadderPoints, *, chance: float = 0.0, n_origins: int 
     return {"origins": origins, "mean_abs_error": mae}
 
 
+def holdout_forecast(points: LadderPoints, n_holdout: int, **forecast_kw) -> dict:
+    """Forecast the ``n_holdout`` largest-compute runs from the others: a :class:`TaskLadderForecast`
+    (``forecast_kw``: its options) fitted on every checkpoint of the smaller runs only, its variant chosen
+    by the backtest on those runs, then each held-out run's final score predicted at its own N and D with
+    intervals, against what it scored.
+
+    Returns ``{"fitted_runs", "variant", "predictability", "held_out": [...], "mean_abs_error_points",
+    "inside_prediction_interval"}``; a held-out row has the run, N, D, compute, actual and predicted score
+    and task loss, the error in points of score, the 95% (``level``) confidence and prediction intervals,
+    whether the actual score is inside the latter, and the forecast's status (``too_noisy`` forecasts keep
+    their numbers: a backtest reports them).
+    """
+    order = points.runs
+    if not 1 <= n_holdout <= order.size - 6:
+        raise ValueError(f"a hold-out of {n_holdout} run(s) leaves {order.size - n_holdout} to fit; "
+                         f"the ladder forecast needs at least 6 (the ladder has {order.size})")
+    held = order[order.size - n_holdout:]
+    fc = TaskLadderForecast(**forecast_kw).fit(points.subset(order[:order.size - n_holdout]))
+    rows = []
+    for run in held:
+        i = np.flatnonzero((points.run == run) & points.final)[0]
+        p = fc.predict(points.N[i], points.D[i], allow_noisy=True)
+        actual = float(points.score[i])
+        pi = p["intervals"].get("score_prediction")
+        rows.append({"run": str(run), "N": float(points.N[i]), "D": float(points.D[i]), "compute_flops": p["compute_flops"],
+                     "compute_over_max_fitted": p["extrapolation"]["compute_over_max"],
+                     "actual_score": actual, "predicted_score": p["score"], "error_points": 100 * (p["score"] - actual),
+                     "actual_task_loss": float(points.task_loss[i]), "predicted_task_loss": p["task_loss"],
+                     "score_interval": p["intervals"].get("score"), "score_prediction_interval": pi,
+                     "inside": None if pi is None else bool(pi[0] <= actual <= pi[1]),
+                     "status": "too_noisy" if fc.predictability_.get("too_noisy") else "forecast"})
+    inside = [r["inside"] for r in rows if r["inside"] is not None]
+    return {"fitted_runs": int(order.size - n_holdout), "variant": fc.variant_, "predictability": fc.predictability_,
+            "held_out": rows, "mean_abs_error_points": float(np.mean([abs(r["error_points"]) for r in rows])),
+            "inside_prediction_interval": (sum(inside), len(inside)) if inside else None}
+
+
 def param_intervals(fc: TaskLadderForecast) -> dict:
     """Bootstrap percentile intervals of every fitted parameter of ``fc``, by step (empty without bootstrap)."""
     if fc.boot1_ is None:
