@@ -360,3 +360,23 @@ def test_a_ladder_whose_every_run_failed_exits_non_zero(tmp_path, tiny_corpus, m
     with RunStore(tmp_path / "s.db") as st:
         failed = st.runs(status="failed")
         assert len(failed) == 6 and "[bold]this[/]" in failed[0].extra["error"]
+
+
+def test_kept_evaluation_checkpoints_are_scored_as_checkpoints_of_the_run(tmp_path, tiny_corpus):
+    from scalinglab.forecast.evaluate import evaluate_runs
+    from scalinglab.forecast.tasklaws import LadderPoints
+    cfg = tiny_cfg(tiny_corpus, keep_eval_checkpoints=True)
+    assert run_id_of(cfg) == run_id_of(dataclasses.replace(cfg, keep_eval_checkpoints=False))   # saves, trains the same
+    res = train_run(cfg, checkpoint_dir=tmp_path)
+    kept = sorted((tmp_path / res.run_id / "evals").glob("step_*.pt"))
+    evals = eval_steps(24, 4)
+    assert [int(p.stem.split("_")[1]) for p in kept] == [s for s in evals if s < 24]
+    with RunStore(tmp_path / "s.db") as st:
+        st.upsert_run(to_store_record(cfg, res, name="tiny", family="dense")[0])
+        rows = evaluate_runs(st, tmp_path, ["addition:2"], n_problems=3, log=lambda *_: None)
+    by_model = {r["model"]: r for r in rows if r["metric"] == "exact_match"}
+    assert set(by_model) == {"tiny"} | {f"tiny@{s}" for s in evals if s < 24}
+    for s in evals[:-1]:
+        assert by_model[f"tiny@{s}"]["d"] == s * cfg.tokens_per_step and by_model[f"tiny@{s}"]["loss"] is None
+    pts = LadderPoints.from_score_rows(rows, "exact_match")
+    assert pts.final.sum() == 1 and (pts.run == "tiny").all() and pts.D[pts.final][0] == 24 * cfg.tokens_per_step

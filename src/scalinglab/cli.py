@@ -893,6 +893,9 @@ def ladder_cmd(
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
     dtype: str = typer.Option("fp32", help="fp32 or bf16 (autocast)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile each model."),
+    keep_checkpoints: bool = typer.Option(False, "--keep-checkpoints",
+                                          help="Keep each run's weights at its evaluation steps (`evaluate` scores "
+                                               "them; task forecasts then measure checkpoint noise)."),
     executor: str = typer.Option("local", help="local (worker processes), inline (this process), ray or slurm (submitit)."),
     workers: int = typer.Option(1, min=1, max=1024, help="Runs at a time (local executor)."),
     address: Optional[str] = typer.Option(None, help="Ray cluster address: auto or HOST:PORT (default: start one here)."),
@@ -946,7 +949,7 @@ def ladder_cmd(
     if preset not in PRESETS:
         _fail(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     changes: dict = {"corpus": corpus, "tokenizer": tokenizer, "device": device, "dtype": dtype, "compile": compile,
-                     "seed": seed}
+                     "keep_eval_checkpoints": keep_checkpoints, "seed": seed}
     if moe or moe_only:
         changes["families"] = ("moe",) if moe_only else ("dense", "moe")
     try:

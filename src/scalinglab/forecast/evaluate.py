@@ -38,7 +38,7 @@ def evaluate_task(model, task: Task, n_problems: int = 100, seed: int = 0) -> di
 def evaluate_runs(store, checkpoint_dir: str | Path, tasks: list[str], *, n_problems: int = 100,
                   family: str | None = None, log=print) -> list[dict]:
     """Evaluate every finished run with a checkpoint on ``tasks``; rows for the scores table."""
-    from ..train.run import load_model_state
+    from ..train.run import EVAL_CHECKPOINTS, load_model_state
     rows = []
     for run in store.runs(status="finished", family=family):
         folder = Path(checkpoint_dir) / run.run_id
@@ -47,12 +47,22 @@ def evaluate_runs(store, checkpoint_dir: str | Path, tasks: list[str], *, n_prob
         model, cfg, _ = load_model_state(folder)
         if cfg.tokenizer != "byte":
             continue
-        for spec in tasks:
-            task = Task.parse(spec)
-            res = evaluate_task(model, task, n_problems)
-            log(f"{run.name}: {spec} exact match {res['exact_match']:.3f}, log-likelihood {res['log_likelihood']:.3f}")
-            for metric in ("exact_match", "log_likelihood", "task_loss", "token_edit_distance", "brier"):
-                rows.append({"source": "evaluate", "model": run.name, "run_id": run.run_id, "n": run.n_active,
-                             "d": run.tokens, "c": run.flops_6nd, "loss": run.final_loss, "task": spec,
-                             "metric": metric, "value": res[metric]})
+        # the final checkpoint as RUN, and the evaluation-step weights a run kept (keep_eval_checkpoints) as
+        # RUN@STEP at the tokens seen by then: the task-ladder forecast fits its step 2 on all of them and
+        # measures each task's checkpoint-to-checkpoint noise over the last few
+        points = [(run.name, model, run.tokens, run.flops_6nd, run.final_loss)]
+        for path in sorted((folder / EVAL_CHECKPOINTS).glob("step_*.pt")):
+            m, c, _ = load_model_state(path)
+            step = int(path.stem.split("_")[1])
+            tokens = step * c.tokens_per_step
+            points.append((f"{run.name}@{step}", m, tokens, 6.0 * run.n_active * tokens, None))
+        for name, m, tokens, flops, loss in points:
+            for spec in tasks:
+                task = Task.parse(spec)
+                res = evaluate_task(m, task, n_problems)
+                log(f"{name}: {spec} exact match {res['exact_match']:.3f}, log-likelihood {res['log_likelihood']:.3f}")
+                for metric in ("exact_match", "log_likelihood", "task_loss", "token_edit_distance", "brier"):
+                    rows.append({"source": "evaluate", "model": name, "run_id": run.run_id, "n": run.n_active,
+                                 "d": tokens, "c": flops, "loss": loss, "task": spec,
+                                 "metric": metric, "value": res[metric]})
     return rows

@@ -123,6 +123,7 @@ class RunConfig:
     distill_teacher: str | None = None   # run id of a teacher checkpoint (in the same checkpoint dir)
     distill_alpha: float = 0.5           # weight of the KL term (1 - alpha on the hard labels)
     distill_temperature: float = 2.0
+    keep_eval_checkpoints: bool = False  # also save the weights at every evaluation step (changes no result)
 
     def __post_init__(self):
         if self.horizon not in HORIZON_KINDS:
@@ -156,6 +157,7 @@ class RunConfig:
         for name, default in _LATER_FIELDS.items():
             if d.get(name) == default:
                 d.pop(name, None)
+        d.pop("keep_eval_checkpoints", None)    # what is saved, not what is trained
         return d
 
     def trunk_key_dict(self) -> dict:

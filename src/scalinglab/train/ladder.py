@@ -59,6 +59,7 @@ class LadderSpec:
     device: str = "cpu"
     dtype: str = "fp32"
     compile: bool = False
+    keep_eval_checkpoints: bool = False    # save each run's weights at its evaluation steps (for `evaluate`)
     seed: int = 0
     eval_tokens: int = 65536
     n_evals: int = 8
@@ -153,7 +154,7 @@ def run_config(spec: LadderSpec, model: ModelConfig, flops: float) -> RunConfig:
                      batch_size=spec.batch_size, lr=spec.lr_for(n), optimizer=spec.optimizer,
                      warmup_steps=spec.warmup_steps_for(n), schedule=spec.schedule, cooldown_frac=spec.cooldown_frac,
                      seed=spec.seed, n_evals=spec.n_evals, eval_tokens=spec.eval_tokens, device=spec.device,
-                     dtype=spec.dtype, compile=spec.compile)
+                     dtype=spec.dtype, compile=spec.compile, keep_eval_checkpoints=spec.keep_eval_checkpoints)
 
 
 def nearest_shape(counts: list[int], target: float, exclude=(), shapes: list[ModelConfig] | None = None) -> int:

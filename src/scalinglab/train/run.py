@@ -81,6 +81,7 @@ def eval_steps(total: int, n: int) -> list[int]:
 
 TRUNK_EVAL_FIRST = 32
 TRUNK_KEEP = 8      # trunk checkpoints kept (branch points are re-used by later branches)
+EVAL_CHECKPOINTS = "evals"   # sub-folder of a run's checkpoints with its evaluation-step weights
 
 
 def wsd_eval_steps(total: int, branch: int) -> list[int]:
@@ -309,6 +310,11 @@ def train_run(cfg: RunConfig, *, checkpoint_dir: str | Path | None = None, data:
             if step in evals:
                 te = time.perf_counter()
                 vl = evaluate(model, windows, cfg)
+                if cfg.keep_eval_checkpoints and ckpt_dir is not None and step < total:
+                    # weights only, beside the run's own checkpoints: `evaluate` scores them as RUN@STEP
+                    save_checkpoint(join(ckpt_dir, EVAL_CHECKPOINTS), step, {"run_id": run_id, "config": cfg.to_dict(),
+                                                                             "step": step, "model": model.state_dict()},
+                                    keep=len(evals))
                 eval_s += time.perf_counter() - te
                 curve.append({"split": "val", "step": step, "tokens": step * tokens_per_step,
                               "flops": 6.0 * counts["active"] * step * tokens_per_step, "loss": vl})
