@@ -79,6 +79,15 @@ def eval_steps(total: int, n: int) -> list[int]:
     return sorted(set(pts.tolist()) | {total})
 
 
+def kept_steps(evals: list[int], total: int, tail: int = 4, tail_frac: float = 0.1) -> set[int]:
+    """Steps whose weights a run keeps with ``keep_eval_checkpoints``: its evaluation steps (log-spaced:
+    the score's rise along the run) and ``tail`` more spread evenly over the last ``tail_frac`` of the run,
+    so that the final checkpoint and the ``tail`` before it measure checkpoint-to-checkpoint noise where the
+    score has nearly stopped moving (the log-spaced ones would measure mostly learning)."""
+    gap = max(1, round(total * tail_frac / tail))
+    return set(evals) | {total - k * gap for k in range(1, tail + 1) if total - k * gap > 0}
+
+
 TRUNK_EVAL_FIRST = 32
 TRUNK_KEEP = 8      # trunk checkpoints kept (branch points are re-used by later branches)
 EVAL_CHECKPOINTS = "evals"   # sub-folder of a run's checkpoints with its evaluation-step weights
@@ -281,6 +290,7 @@ def train_run(cfg: RunConfig, *, checkpoint_dir: str | Path | None = None, data:
                                          "init_loss": init_loss, "smoothed_train_loss": smoothed,
                                          "data_position": {"seed": cfg.seed, "step": step}})
 
+    kept = kept_steps(evals, total) if cfg.keep_eval_checkpoints and ckpt_dir is not None else set()
     t0 = time.perf_counter()
     last_ckpt = last_report = t0
     status, reason, load = "finished", None, None
@@ -307,14 +317,14 @@ def train_run(cfg: RunConfig, *, checkpoint_dir: str | Path | None = None, data:
                 curve.append({"split": "train", "step": step, "tokens": step * tokens_per_step,
                               "flops": 6.0 * counts["active"] * step * tokens_per_step, "loss": lv if math.isfinite(lv) else None})
                 break
+            if step in kept and step < total:
+                # weights only, beside the run's own checkpoints: `evaluate` scores them as RUN@STEP
+                save_checkpoint(join(ckpt_dir, EVAL_CHECKPOINTS), step, {"run_id": run_id, "config": cfg.to_dict(),
+                                                                         "step": step, "model": model.state_dict()},
+                                keep=len(kept))
             if step in evals:
                 te = time.perf_counter()
                 vl = evaluate(model, windows, cfg)
-                if cfg.keep_eval_checkpoints and ckpt_dir is not None and step < total:
-                    # weights only, beside the run's own checkpoints: `evaluate` scores them as RUN@STEP
-                    save_checkpoint(join(ckpt_dir, EVAL_CHECKPOINTS), step, {"run_id": run_id, "config": cfg.to_dict(),
-                                                                             "step": step, "model": model.state_dict()},
-                                    keep=len(evals))
                 eval_s += time.perf_counter() - te
                 curve.append({"split": "val", "step": step, "tokens": step * tokens_per_step,
                               "flops": 6.0 * counts["active"] * step * tokens_per_step, "loss": vl})
