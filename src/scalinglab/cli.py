@@ -1867,10 +1867,14 @@ def _task_ladder(store, task, metric, bootstrap, chance=None, variant="auto", n_
             return None
         kw = dict(chance=chance_level(task) if chance is None else chance, n_bootstrap=bootstrap,
                   variant=variant, n_origins=n_origins)
-        fc = TaskLadderForecast(**kw).fit(pts)
-        if holdout:
-            from .forecast.tasklaws import holdout_forecast
-            fc.holdout_ = holdout_forecast(pts, holdout, **kw)
+        # bootstrap refits probe exponents where exp() overflows; those refits are counted as unconverged
+        # and reported, so numpy's per-element warnings are not shown
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            fc = TaskLadderForecast(**kw).fit(pts)
+            if holdout:
+                from .forecast.tasklaws import holdout_forecast
+                fc.holdout_ = holdout_forecast(pts, holdout, **kw)
         return fc
     except (FitError, ValueError) as e:
         _fail(f"{task} {metric}: {e}")

@@ -456,8 +456,9 @@ def param_intervals(fc: TaskLadderForecast) -> dict:
     """Bootstrap percentile intervals of every fitted parameter of ``fc``, by step (empty without bootstrap)."""
     if fc.boot1_ is None:
         return {}
-    return {name: {k: [float(x) for x in percentile_interval(v, fc.level)] for k, v in boot.items()}
-            for name, boot in (("step1", fc.boot1_), ("step2", fc.boot2_), ("single_step", fc.boot_single_))}
+    with np.errstate(invalid="ignore"):         # unconverged refits are non-finite and counted elsewhere
+        return {name: {k: [float(x) for x in percentile_interval(v, fc.level)] for k, v in boot.items()}
+                for name, boot in (("step1", fc.boot1_), ("step2", fc.boot2_), ("single_step", fc.boot_single_))}
 
 
 def compute_for_score(fc: TaskLadderForecast, value: float, *, C_range=(1e15, 1e30)) -> dict:
