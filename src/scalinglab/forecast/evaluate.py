@@ -38,7 +38,9 @@ def evaluate_task(model, task: Task, n_problems: int = 100, seed: int = 0) -> di
 def evaluate_runs(store, checkpoint_dir: str | Path, tasks: list[str], *, n_problems: int = 100,
                   family: str | None = None, log=print) -> list[dict]:
     """Evaluate every finished run with a checkpoint on ``tasks``; rows for the scores table."""
+    from ..train.checkpoint import step_of
     from ..train.run import EVAL_CHECKPOINTS, load_model_state
+    parsed = [(spec, Task.parse(spec)) for spec in tasks]
     rows = []
     for run in store.runs(status="finished", family=family):
         folder = Path(checkpoint_dir) / run.run_id
@@ -52,13 +54,11 @@ def evaluate_runs(store, checkpoint_dir: str | Path, tasks: list[str], *, n_prob
         # measures each task's checkpoint-to-checkpoint noise over the last few
         points = [(run.name, model, run.tokens, run.flops_6nd, run.final_loss)]
         for path in sorted((folder / EVAL_CHECKPOINTS).glob("step_*.pt")):
-            m, c, _ = load_model_state(path)
-            step = int(path.stem.split("_")[1])
-            tokens = step * c.tokens_per_step
-            points.append((f"{run.name}@{step}", m, tokens, 6.0 * run.n_active * tokens, None))
-        for name, m, tokens, flops, loss in points:
-            for spec in tasks:
-                task = Task.parse(spec)
+            tokens = step_of(path.name) * cfg.tokens_per_step
+            points.append((f"{run.name}@{step_of(path.name)}", path, tokens, 6.0 * run.n_active * tokens, None))
+        for name, weights, tokens, flops, loss in points:
+            m = load_model_state(weights)[0] if isinstance(weights, Path) else weights   # one model in memory at a time
+            for spec, task in parsed:
                 res = evaluate_task(m, task, n_problems)
                 log(f"{name}: {spec} exact match {res['exact_match']:.3f}, log-likelihood {res['log_likelihood']:.3f}")
                 for metric in ("exact_match", "log_likelihood", "task_loss", "token_edit_distance", "brier"):

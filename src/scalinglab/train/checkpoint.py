@@ -79,7 +79,8 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def _step_of(name: str) -> int:
+def step_of(name: str) -> int:
+    """The step of a checkpoint file name or path (``.../step_00000116.pt`` -> 116)."""
     return int(name.rsplit("/", 1)[-1].split("_", 1)[1].split(".", 1)[0])
 
 
@@ -108,7 +109,7 @@ def _load_remote(folder, max_step: int | None = None) -> tuple[dict | None, list
         return None, problems
     for path in sorted(fs.glob(f"{root}/step_*.pt"), reverse=True):
         name = path.rsplit("/", 1)[-1]
-        if max_step is not None and _step_of(name) > max_step:
+        if max_step is not None and step_of(name) > max_step:
             continue
         if not fs.exists(path + ".sha256"):
             problems.append(f"{name}: no checksum file")
@@ -186,7 +187,7 @@ def load_latest(folder: str | Path, max_step: int | None = None) -> tuple[dict |
         return None, problems
     remove_stale_temps(folder)
     for path in sorted(folder.glob("step_*.pt"), reverse=True):
-        if max_step is not None and _step_of(path.name) > max_step:
+        if max_step is not None and step_of(path.name) > max_step:
             continue
         sidecar = path.with_suffix(".pt.sha256")
         if not sidecar.exists():

@@ -80,12 +80,13 @@ def eval_steps(total: int, n: int) -> list[int]:
 
 
 def kept_steps(evals: list[int], total: int, tail: int = 4, tail_frac: float = 0.1) -> set[int]:
-    """Steps whose weights a run keeps with ``keep_eval_checkpoints``: its evaluation steps (log-spaced:
-    the score's rise along the run) and ``tail`` more spread evenly over the last ``tail_frac`` of the run,
-    so that the final checkpoint and the ``tail`` before it measure checkpoint-to-checkpoint noise where the
-    score has nearly stopped moving (the log-spaced ones would measure mostly learning)."""
+    """Steps before ``total`` whose weights a run keeps with ``keep_eval_checkpoints`` (the final weights are
+    the run's own checkpoint): its evaluation steps (log-spaced: the score's rise along the run) and
+    ``tail`` more spread evenly over the last ``tail_frac`` of the run, so that the final checkpoint and the
+    ``tail`` before it measure checkpoint-to-checkpoint noise where the score has nearly stopped moving (the
+    log-spaced ones would measure mostly learning)."""
     gap = max(1, round(total * tail_frac / tail))
-    return set(evals) | {total - k * gap for k in range(1, tail + 1) if total - k * gap > 0}
+    return {s for s in evals if s < total} | {total - k * gap for k in range(1, tail + 1) if total - k * gap > 0}
 
 
 TRUNK_EVAL_FIRST = 32
@@ -317,7 +318,7 @@ def train_run(cfg: RunConfig, *, checkpoint_dir: str | Path | None = None, data:
                 curve.append({"split": "train", "step": step, "tokens": step * tokens_per_step,
                               "flops": 6.0 * counts["active"] * step * tokens_per_step, "loss": lv if math.isfinite(lv) else None})
                 break
-            if step in kept and step < total:
+            if step in kept:
                 # weights only, beside the run's own checkpoints: `evaluate` scores them as RUN@STEP
                 save_checkpoint(join(ckpt_dir, EVAL_CHECKPOINTS), step, {"run_id": run_id, "config": cfg.to_dict(),
                                                                          "step": step, "model": model.state_dict()},
