@@ -197,3 +197,25 @@ def test_search_pruned_on_a_subsample_reaches_the_full_search_objective():
     ref = optimize.minimize(lambda t: _engine.objective(t, logX, logL, ChinchillaLaw._spec, 1e-3)[0], sub.theta,
                             method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-14, "maxiter": 4000})
     assert sub.objective <= ref.fun * (1 + 1e-9)
+
+
+def test_newton_refits_reach_the_majorisers_minima_or_lower():
+    """Bootstrap refits at scale take Newton steps on the Huber loss: every resample ends at the majoriser's
+    objective or below it (to 1e-9), with the same parameters to 1e-5; small ladders keep the majoriser."""
+    from scalinglab.laws import _engine
+    rng = np.random.default_rng(5)
+    N = 10 ** rng.uniform(7, 10, 2000)
+    D = 10 ** rng.uniform(9, 12, 2000)
+    L = ChinchillaLaw._predict_from(CHINCHILLA_2022, N, D) * np.exp(rng.normal(0, 0.01, N.size))
+    logX, logL = np.log(np.column_stack([N, D])), np.log(L)
+    spec, bounds = ChinchillaLaw._spec, ChinchillaLaw()._default_bounds()
+    fit = _engine.fit_power_sum(logX, logL, spec, np.array([[6.0, 6.0, 0.3, 0.3, 0.5]]), bounds, 1e-3, n_jobs=1)
+    assert _engine.newton_pays(fit.theta, logX, logL, spec, 1e-3)
+    assert not _engine.newton_pays(fit.theta, logX[:60], logL[:60], spec, 1e-3)
+    W = _engine.multinomial_weights(logL.size, 40, rng).astype(float)
+    starts = np.repeat(fit.theta[None], 40, axis=0)
+    irls = _engine.batched_minimise(starts, logX, logL, spec, 1e-3, bounds, weights=W)
+    newton = _engine.batched_minimise(starts, logX, logL, spec, 1e-3, bounds, weights=W, newton=True)
+    assert irls[2].all() and newton[2].all()
+    assert np.all(newton[1] <= irls[1] * (1 + 1e-9))
+    np.testing.assert_allclose(newton[0], irls[0], rtol=1e-5, atol=1e-6)

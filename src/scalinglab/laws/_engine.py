@@ -113,8 +113,14 @@ def objective(theta: np.ndarray, logX: np.ndarray, logL: np.ndarray, spec: Power
     return (h if weights is None else h * weights).sum(axis=1)
 
 
-def _derivatives(theta, logX, logL, spec, delta, weights):
-    """Objective (S,), gradient (S, P) and IRLS Gauss-Newton matrix (S, P, P)."""
+def _derivatives(theta, logX, logL, spec, delta, weights, newton: bool = False):
+    """Objective (S,), gradient (S, P) and Gauss-Newton matrix (S, P, P).
+
+    The matrix is the IRLS majoriser's (runs beyond ``delta`` weighted ``delta / |r|``: every step
+    descends, convergence is linear) or, with ``newton``, the Huber loss's own curvature (runs beyond
+    ``delta`` weigh nothing: quadratic convergence once the set of runs inside ``delta`` settles, which
+    needs many runs there).
+    """
     logpred, jac = spec.log_prediction(theta, logX, jac=True)
     r = logpred - _rows(logL)
     ar = np.abs(r)
@@ -122,14 +128,15 @@ def _derivatives(theta, logX, logL, spec, delta, weights):
     f = (_huber(r, delta) * w).sum(axis=1)
     psi = np.clip(r, -delta, delta) * w
     grad = np.matmul(psi[:, None, :], jac)[:, 0, :]
-    omega = np.where(ar <= delta, 1.0, delta / np.maximum(ar, 1e-300)) * w
+    inside = ar <= delta
+    omega = (inside if newton else np.where(inside, 1.0, delta / np.maximum(ar, 1e-300))) * w
     hess = np.matmul(jac.transpose(0, 2, 1) * omega[:, None, :], jac)
     return f, grad, hess
 
 
 def batched_minimise(starts: np.ndarray, logX: np.ndarray, logL: np.ndarray, spec: PowerSumSpec, delta: float,
                      bounds: np.ndarray, weights: np.ndarray | None = None, max_iter: int = 200,
-                     tol: float = 1e-10):
+                     tol: float = 1e-10, newton: bool = False):
     """Bounded Levenberg-Marquardt on many independent problems at once.
 
     Args:
@@ -137,6 +144,8 @@ def batched_minimise(starts: np.ndarray, logX: np.ndarray, logL: np.ndarray, spe
         bounds: (P, 2) lower and upper bounds.
         weights: (S, n) per-problem run weights (bootstrap multiplicities) or None.
         logL: (n,) targets shared by every problem, or (S, n) one row per problem.
+        newton: damp the Huber loss's own curvature instead of the IRLS majoriser (see
+            :func:`_derivatives`).
     Returns:
         theta (S, P), objective (S,), converged (S,) bool.
     """
@@ -149,7 +158,8 @@ def batched_minimise(starts: np.ndarray, logX: np.ndarray, logL: np.ndarray, spe
     step_rows = max(1, _CHUNK_ELEMENTS // max(1, logL.shape[-1]))
     for i in range(0, S, step_rows):
         sl = slice(i, i + step_rows)
-        f[sl], grad[sl], hess[sl] = _derivatives(theta[sl], logX, _pick(logL, sl), spec, delta, _pick(weights, sl))
+        f[sl], grad[sl], hess[sl] = _derivatives(theta[sl], logX, _pick(logL, sl), spec, delta, _pick(weights, sl),
+                                                 newton)
     lam = np.full(S, 1e-3)
     active = np.ones(S, dtype=bool)
     converged = np.zeros(S, dtype=bool)
@@ -168,7 +178,8 @@ def batched_minimise(starts: np.ndarray, logX: np.ndarray, logL: np.ndarray, spe
             except np.linalg.LinAlgError:
                 step = -g / (np.abs(diag) + lam[sub, None] + 1e-9)
             trial = np.clip(theta[sub] + step, lo, hi)
-            f_new, g_new, h_new = _derivatives(trial, logX, _pick(logL, sub), spec, delta, _pick(weights, sub))
+            f_new, g_new, h_new = _derivatives(trial, logX, _pick(logL, sub), spec, delta, _pick(weights, sub),
+                                               newton)
             better = np.isfinite(f_new) & (f_new <= f[sub])
             gain = np.where(better, (f[sub] - f_new) / np.maximum(np.abs(f[sub]), 1e-300), 0.0)
             moved = np.abs(trial - theta[sub]).max(axis=1)
@@ -264,7 +275,11 @@ def fit_power_sum(logX: np.ndarray, logL: np.ndarray, spec: PowerSumSpec, starts
     keep = np.argsort(np.where(np.isfinite(f), f, np.inf))[:n_keep]
     if sub.size < logL.size:   # objectives on the subsample do not compare with full ones: only survivors count
         f = np.full_like(f, np.inf)
-    theta_k, f_k, conv_k = batched_minimise(theta[keep], logX, logL, spec, delta, bounds)
+    newton = newton_pays(theta[keep[0]], logX, logL, spec, delta)
+    theta_k, f_k, conv_k = batched_minimise(theta[keep], logX, logL, spec, delta, bounds, newton=newton)
+    if newton and not conv_k.all():   # Newton stalled far from a minimum: go on with the majoriser
+        slow = np.flatnonzero(~conv_k)
+        theta_k[slow], f_k[slow], conv_k[slow] = batched_minimise(theta_k[slow], logX, logL, spec, delta, bounds)
     theta[keep], f[keep], conv[keep] = theta_k, f_k, conv_k
     conv[np.setdiff1d(np.arange(len(f)), keep)] = False
     cand = distinct_minima(theta, f, n_polish)
@@ -295,9 +310,11 @@ def refit_problems(logX: np.ndarray, logL: np.ndarray, spec: PowerSumSpec, warm:
     starts = np.repeat(warm[None, :, :], R, axis=0).reshape(-1, warm.shape[1])
     w = None if weights is None else np.repeat(weights, M, axis=0)
     targets = np.repeat(logL, M, axis=0) if logL.ndim == 2 else logL
-    theta, f, conv = parallel_minimise(starts, logX, targets, spec, delta, bounds, weights=w, n_jobs=n_jobs)
+    newton = newton_pays(warm[0], logX, _rows(logL)[0], spec, delta)
+    theta, f, conv = parallel_minimise(starts, logX, targets, spec, delta, bounds, weights=w, n_jobs=n_jobs,
+                                       newton=newton)
     slow = np.flatnonzero(~conv)
-    if slow.size:   # refits in a flat valley: continue them for longer before calling them unconverged
+    if slow.size:   # refits in a flat valley (or where Newton stalled): continue them with the majoriser
         theta[slow], f[slow], conv[slow] = parallel_minimise(theta[slow], logX, _pick(targets, slow), spec, delta, bounds,
                                                              weights=_pick(w, slow), n_jobs=n_jobs, max_iter=2000)
     f = f.reshape(R, M)
@@ -305,6 +322,23 @@ def refit_problems(logX: np.ndarray, logL: np.ndarray, spec: PowerSumSpec, warm:
     theta = theta.reshape(R, M, -1)[np.arange(R), pick]
     conv = conv.reshape(R, M)[np.arange(R), pick]
     return theta, conv
+
+
+NEWTON_RUNS_PER_PARAM = 20
+
+
+def newton_pays(theta: np.ndarray, logX: np.ndarray, logL: np.ndarray, spec: PowerSumSpec, delta: float) -> bool:
+    """Whether warm-started refits near ``theta`` should take Newton steps on the Huber loss.
+
+    Newton's matrix counts only runs whose residual lies within ``delta``; with at least
+    ``NEWTON_RUNS_PER_PARAM`` such runs per parameter it is well determined and converges in a few
+    steps where the IRLS majoriser crawls (the Huber delta sits well below the noise at scale: 24,000
+    runs with 1% noise converge 3-4x faster to objectives lower by ~1e-10 relative). Small ladders keep
+    the majoriser, whose every step descends.
+    """
+    logpred, _ = spec.log_prediction(theta[None, :], logX, jac=False)
+    inside = int(np.count_nonzero(np.abs(logpred[0] - logL) <= delta))
+    return inside >= NEWTON_RUNS_PER_PARAM * theta.size
 
 
 def multinomial_weights(n: int, n_resamples: int, rng: np.random.Generator, groups: np.ndarray | None = None) -> np.ndarray:
