@@ -210,3 +210,39 @@ def test_fused_adamw_takes_the_reference_step():
             o.step()
     for (n, pa), pb in zip(a.named_parameters(), b.parameters()):
         torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6, msg=n)
+
+
+def test_norm_gains_folded_into_the_linear_maps_give_the_gained_norms_function_and_gradients():
+    """Blocks read ``RMSNorm.unit`` and fold the gain into the next weight; the reference applies each
+    norm with its gain and the maps unscaled, as written in the definition."""
+    import torch.nn.functional as F
+    from scalinglab.train.config import ModelConfig
+    from scalinglab.train.model import GPT, _UnitRMSNormFn
+    torch.manual_seed(0)
+    for mlp in ("swiglu", "gelu"):
+        model = GPT(ModelConfig(d_model=32, n_layers=2, n_heads=4, seq_len=16, mlp=mlp)).double()
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "norm" in name:
+                    p.uniform_(0.5, 1.5)
+        idx, tgt = torch.randint(0, 256, (3, 16)), torch.randint(0, 256, (3, 16))
+        _, loss, _ = model(idx, tgt)
+        loss.backward()
+        got = {n: p.grad.clone() for n, p in model.named_parameters()}
+        model.zero_grad()
+
+        def reference():
+            x = model.embed(idx)
+            for b in model.blocks:
+                x = x + b.attn(b.norm1(x), model.cos_TK, model.sin_TK)
+                x = x + b.mlp(b.norm2(x))
+            logits = model.norm(x) @ model.embed.weight.t()
+            return F.cross_entropy(logits.float().flatten(0, 1), tgt.flatten())   # as the model: fp32 loss
+
+        ref = reference()
+        ref.backward()
+        torch.testing.assert_close(loss, ref, rtol=1e-6, atol=1e-7)
+        for n, p in model.named_parameters():
+            torch.testing.assert_close(got[n], p.grad, rtol=1e-5, atol=1e-8, msg=n)
+    x64 = torch.randn(2, 3, 8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_UnitRMSNormFn.apply, (x64, 1e-6))

@@ -40,7 +40,30 @@ class _RMSNormFn(torch.autograd.Function):
         return grad_x, grad_w, None
 
 
+class _UnitRMSNormFn(torch.autograd.Function):
+    """``x / rms(x)`` without the gain: its backward is ``rinv * (g - xhat * mean(g xhat))`` in three
+    kernels, with no reduction over tokens for a gain's gradient."""
+
+    @staticmethod
+    def forward(ctx, x, eps):
+        rinv = torch.linalg.vector_norm(x, dim=-1, keepdim=True).square_().div_(x.shape[-1]).add_(eps).rsqrt_()
+        xhat = x * rinv
+        ctx.save_for_backward(xhat, rinv)
+        return xhat
+
+    @staticmethod
+    def backward(ctx, grad):
+        xhat, rinv = ctx.saved_tensors
+        coef = torch.linalg.vecdot(grad, xhat).unsqueeze_(-1).div_(-xhat.shape[-1])
+        return torch.addcmul(grad, xhat, coef).mul_(rinv), None
+
+
 class RMSNorm(nn.Module):
+    """RMSNorm with a gain. A layer that reads the norm only through a linear map takes :meth:`unit` and
+    folds the gain into that map's weight (``W diag(g)``, :func:`scaled`): the same function, and at
+    small widths the cheaper one on CPU (the gain's gradient comes from a (out x D) product instead of a
+    reduction over every token)."""
+
     def __init__(self, dim: int, eps: float = 1e-6):
         super().__init__()
         self.eps = eps
@@ -48,6 +71,15 @@ class RMSNorm(nn.Module):
 
     def forward(self, x_BTD: torch.Tensor) -> torch.Tensor:
         return _RMSNormFn.apply(x_BTD, self.weight, self.eps)
+
+    def unit(self, x_BTD: torch.Tensor) -> torch.Tensor:
+        """``x / rms(x)``, the gain left to the consumer."""
+        return _UnitRMSNormFn.apply(x_BTD, self.eps)
+
+
+def scaled(weight_OD: torch.Tensor, gain_D: torch.Tensor | None) -> torch.Tensor:
+    """A linear map's weight with an RMSNorm gain folded in: ``linear(xhat * g, W) == linear(xhat, W * g)``."""
+    return weight_OD if gain_D is None else weight_OD * gain_D
 
 
 def rotary_tables(seq_len: int, head_dim: int, base: float = 10000.0):
@@ -82,9 +114,9 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
 
-    def forward(self, x_BTD, cos_TK, sin_TK, cache=None):
+    def forward(self, x_BTD, cos_TK, sin_TK, cache=None, gain_D=None):
         B, T, D = x_BTD.shape
-        qkv_BT3HK = self.qkv(x_BTD).view(B, T, 3, self.n_heads, D // self.n_heads)
+        qkv_BT3HK = F.linear(x_BTD, scaled(self.qkv.weight, gain_D)).view(B, T, 3, self.n_heads, D // self.n_heads)
         offset = 0 if cache is None else cache["len"]
         # q and k rotated together, kept in (B, T, H, K) memory order: the fused attention kernel
         # reads and writes that layout fastest on CPU
@@ -114,14 +146,15 @@ class MLP(nn.Module):
         self.up = nn.Linear(d_model, (2 if kind == "swiglu" else 1) * d_ff, bias=False)
         self.down = nn.Linear(d_ff, d_model, bias=False)
 
-    def forward(self, x_BTD):
+    def forward(self, x_BTD, gain_D=None):
+        w_up = scaled(self.up.weight, gain_D)
         if self.kind == "swiglu":
             # two products with the halves of one weight: contiguous gate and value, and no (B, T, 2F)
             # concatenation of their gradients in the backward pass
-            w_gate, w_val = self.up.weight.chunk(2, dim=0)
+            w_gate, w_val = w_up.chunk(2, dim=0)
             h = F.silu(F.linear(x_BTD, w_gate)) * F.linear(x_BTD, w_val)
         else:
-            h = F.gelu(self.up(x_BTD))
+            h = F.gelu(F.linear(x_BTD, w_up))
         return self.down(h)
 
 
@@ -134,7 +167,11 @@ class Block(nn.Module):
         self.mlp = MoEMLP(cfg, sizes["expert_d_ff"]) if cfg.is_moe else MLP(cfg.d_model, sizes["d_ff"], cfg.mlp)
 
     def forward(self, x_BTD, cos_TK, sin_TK, cache=None):
-        x_BTD = x_BTD + self.attn(self.norm1(x_BTD), cos_TK, sin_TK, cache)
+        # the norms' gains are folded into the linear maps that read them (RMSNorm.unit); a Mixture of
+        # Experts' router and experts read the gained norm
+        x_BTD = x_BTD + self.attn(self.norm1.unit(x_BTD), cos_TK, sin_TK, cache, gain_D=self.norm1.weight)
+        if isinstance(self.mlp, MLP):
+            return x_BTD + self.mlp(self.norm2.unit(x_BTD), gain_D=self.norm2.weight)
         return x_BTD + self.mlp(self.norm2(x_BTD))
 
 
@@ -169,8 +206,8 @@ class GPT(nn.Module):
         x = self.embed(idx_BT)
         for i, block in enumerate(self.blocks):
             x = block(x, self.cos_TK, self.sin_TK, None if caches is None else caches[i])
-        x = self.norm(x)
-        logits_BTV = x @ self.embed.weight.t() if self.head is None else self.head(x)
+        x = self.norm.unit(x)
+        logits_BTV = F.linear(x, scaled(self.embed.weight if self.head is None else self.head.weight, self.norm.weight))
         loss = None
         if targets_BT is not None:
             loss = F.cross_entropy(logits_BTV.float().flatten(0, 1), targets_BT.flatten())
