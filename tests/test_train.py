@@ -206,6 +206,45 @@ def test_lr_rule_fit_recovers_a_known_optimum_line():
     assert s["flat_region"][0] == pytest.approx(4e-3 * math.exp(-half), rel=0.03)
 
 
+def test_lr_knots_interpolate_in_log_space_and_hold_beyond_the_outermost():
+    spec = LadderSpec(lr_knots=((4e4, 6e-3), (1e4, 2.4e-2)))
+    assert spec.lr_for(2e4) == pytest.approx(1.2e-2, rel=1e-9)        # halfway in log N: the geometric mean
+    assert spec.lr_for(1e3) == pytest.approx(2.4e-2) and spec.lr_for(1e6) == pytest.approx(6e-3)
+    assert spec.hp_rule()["lr_knots"] == [[1e4, 2.4e-2], [4e4, 6e-3]]
+    with pytest.raises(ValueError):
+        LadderSpec(lr_knots=((1e4, -1.0),))
+
+
+def test_an_lr_sweep_whose_best_is_at_an_edge_goes_two_factors_further_that_way():
+    from scalinglab.experiments.ladder import _edge_entries
+    from scalinglab.train.ladder import candidate_shapes, run_config
+    spec = LadderSpec(budgets=(1e11, 3e11))
+    shapes, _ = candidate_shapes(spec, 256, "dense")
+    points = [(2, 1e11), (5, 1e11), (8, 1e11)]
+
+    class R:
+        def __init__(self, loss):
+            self.final_loss = loss
+
+    done = []
+    for i, losses in ((2, (3.0, 2.8, 2.6)), (5, (2.5, 2.4, 2.45)), (8, (2.2, 2.3, 2.4))):
+        base = run_config(spec, shapes[i], 1e11)
+        for f, loss in zip((0.5, 1.0, 2.0), losses):
+            e = type("E", (), {})()
+            e.config = dataclasses.replace(base, lr=base.lr * f)
+            done.append((e, R(loss)))
+    more = _edge_entries(spec, 256, "dense", points, done, None)
+    by_shape = {}
+    for e in more:
+        by_shape.setdefault(e.config.model, []).append(e.config.lr)
+    base_lr = spec.lr_for(param_counts(shapes[2])["active"])
+    assert sorted(by_shape[shapes[2]]) == pytest.approx([4 * base_lr, 8 * base_lr])     # best at the top: higher
+    assert shapes[5] not in by_shape                                                       # interior: nothing more
+    assert sorted(by_shape[shapes[8]]) == pytest.approx([0.125 * spec.lr_for(param_counts(shapes[8])["active"]),
+                                                         0.25 * spec.lr_for(param_counts(shapes[8])["active"])])
+    assert all(e.role == "lr-sweep" for e in more)
+
+
 def test_ladder_design_is_an_isoflop_grid():
     spec = LadderSpec(budgets=(1e11, 1e12), sizes_per_budget=4)
     entries = design_ladder(spec)

@@ -195,8 +195,9 @@ def _extrapolation_summary(law) -> dict | None:
 def rank_forms(fits: dict) -> list[dict]:
     """Rank fitted (N, D) forms by their rolling-origin backtest error on the fitted runs.
 
-    Only the cuts every form could fit are compared (a form that fails a cut the others fit ranks
-    last); the score is the mean absolute log-error of the backtest predictions. The recommended form
+    Only the cuts every complete form (one that fitted the most cuts) could fit are compared; a form
+    that fails a cut the others fit ranks last and does not shrink the comparison of the others. The
+    score is the mean absolute log-error of the backtest predictions. The recommended form
     (first) is the one with the fewest parameters among those within one standard error of the best
     (the paired difference per cut, cuts being the independent units): extra terms must earn their
     place in the backtest, not merely tie.
@@ -211,11 +212,11 @@ def rank_forms(fits: dict) -> list[dict]:
     if not preds:
         return []
     cut_sets = {name: {(p["axis"], p["fitted_max"]) for p in rows} for name, rows in preds.items()}
-    common_set = set.intersection(*cut_sets.values())
-    common = sorted(common_set)
     most = max(len(c) for c in cut_sets.values())
+    common_set = set.intersection(*(c for c in cut_sets.values() if len(c) == most))
+    common = sorted(common_set)
     per_cut = {name: np.array([np.mean([abs(p["log_residual"]) for p in rows if (p["axis"], p["fitted_max"]) == c])
-                               for c in common]) for name, rows in preds.items()}
+                               for c in common]) for name, rows in preds.items() if len(cut_sets[name]) == most}
     ranking = []
     for name, rows in preds.items():
         chosen = [p for p in rows if (p["axis"], p["fitted_max"]) in common_set]
@@ -226,6 +227,9 @@ def rank_forms(fits: dict) -> list[dict]:
     ranking.sort(key=lambda r: (not r["complete"], r["backtest_mean_abs_log_error"]))
     best = ranking[0]
     for r in ranking:
+        if r["law"] not in per_cut:     # incomplete: ranked last, not compared
+            r["excess_over_best"], r["excess_se"], r["within_one_se"] = None, None, False
+            continue
         d = per_cut[r["law"]] - per_cut[best["law"]]
         se = float(np.std(d, ddof=1) / np.sqrt(d.size)) if d.size > 1 else 0.0
         r["excess_over_best"] = float(d.mean()) if d.size else None

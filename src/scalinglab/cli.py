@@ -572,6 +572,7 @@ def _print_fit_report(report: dict, source: str) -> None:
         for r in report["ranking"]:
             table.add_row(r["law"] + (" (recommended)" if r["law"] == report.get("recommended") else ""),
                           str(r["n_params"]), f"{r['backtest_mean_abs_log_error']:.4f}",
+                          "not compared (fewer cuts fitted)" if r["excess_over_best"] is None else
                           f"{r['excess_over_best']:+.4f} ± {r['excess_se']:.4f}", f"{r['n_cuts_compared']}/{r['n_cuts_fitted']}")
         console.print(table)
     ho = report.get("holdout")

@@ -191,7 +191,7 @@ def run_compare(spec: LadderSpec, baseline: Recipe, candidates: list[Recipe], st
             rspec, report["lr_rules"][recipe.name] = tune_lr(rspec, store, executor, checkpoint_dir, data.vocab_size,
                                                              show_progress=show_progress, log=log, label=recipe.name)
             recipe_spec = dataclasses.replace(spec, lr=rspec.lr, lr_ref_params=rspec.lr_ref_params,
-                                              lr_exponent=rspec.lr_exponent, lr_sweep=False)
+                                              lr_exponent=rspec.lr_exponent, lr_knots=rspec.lr_knots, lr_sweep=False)
         else:
             recipe_spec = spec
         entries[recipe.name] = recipe_entries(recipe_spec, recipe, data.vocab_size)

@@ -134,23 +134,40 @@ def _finished(store: RunStore, entries: list[LadderEntry]):
 
 def tune_lr(spec: LadderSpec, store: RunStore, executor: Executor, checkpoint_dir, vocab_size: int, *,
             show_progress: bool, log: Callable[[str], None], label: str | None = None) -> tuple[LadderSpec, dict]:
-    """Sweep the LR at the compute-optimal guesses of the two smallest budgets, fit the rule, and return
-    the spec with the fitted ``lr``/``lr_exponent`` (exponent kept within [0, 1]); ``label`` names the sweep's
-    runs (:func:`sweep_entries`)."""
+    """Measure the optimum LR at three sizes and return the spec with those optima as its LR rule.
+
+    The sizes: the grid's smallest (at the smallest budget) and the compute-optimal guesses of the two
+    smallest budgets. Each is swept over ``lr_sweep_factors`` x the starting rule's LR; a size whose best
+    LR is the largest (or smallest) tried is swept two factors of 2 further that way. Each size's optimum
+    comes from a local parabola through the 3 LRs around its best one; sizes without an interior optimum
+    are left out (with a warning). The rule (``lr_knots``) is the straight line through the optima in
+    log N and log LR, constant beyond the outermost: the optimum LR of these tiny models falls steeply
+    below ~40k parameters and hardly at all above, which a single power law fitted at two sizes cannot
+    follow (it handicapped the smallest sizes by 2-4% of loss, or the largest when extrapolated).
+    ``label`` names the sweep's runs (:func:`sweep_entries`).
+    """
     family = spec.families[0]
     shapes, counts = candidate_shapes(spec, vocab_size, family)
     budgets = sorted(spec.budgets)[:2]
-    points = []
+    points: list[tuple[int, float]] = []
+    smallest = nearest_shape(counts, float(budget_targets(spec, budgets[0])[0]), shapes=shapes)
     for b in budgets:
         target = float(budget_targets(spec, b)[spec.sizes_per_budget // 2])
         if len(budgets) == 1 or (points and counts[points[0][0]] >= target):
             target *= math.sqrt(spec.size_span)     # one budget, or both centres on one shape: a larger one
-        points.append((nearest_shape(counts, target, exclude=[i for i, _ in points], shapes=shapes), b))
+        points.append((nearest_shape(counts, target, exclude=[i for i, _ in points] + [smallest], shapes=shapes), b))
+    points.insert(0, (smallest, budgets[0]))
     entries = sweep_entries(spec, vocab_size, family, points, label)
     log(f"learning-rate sweep: {len(entries)} runs at N = "
         f"{', '.join(f'{counts[i]:,}' for i, _ in points)} (x {', '.join(f'{f:g}' for f in spec.lr_sweep_factors)} "
         f"the starting rule's LR)")
     train_entries(entries, store, executor, checkpoint_dir, show_progress=show_progress, log=log)
+    more = _edge_entries(spec, vocab_size, family, points, _finished(store, entries), label)
+    if more:
+        log(f"learning-rate sweep: {len(more)} more runs past the edge of the sweep at "
+            f"{len({e.config.model for e in more})} size(s)")
+        train_entries(more, store, executor, checkpoint_dir, show_progress=show_progress, log=log)
+        entries = entries + more
     done = _finished(store, entries)
     sizes = np.array([r.n_active for _, r in done], float)
     lrs = np.array([e.config.lr for e, _ in done])
@@ -158,37 +175,51 @@ def tune_lr(spec: LadderSpec, store: RunStore, executor: Executor, checkpoint_di
     if len(done) < 3:
         return spec, {"error": "too few finished sweep runs to fit an LR rule; the preset's rule is kept",
                       "rule": spec.hp_rule()}
-    # a local parabola around each size's best LR; a size whose best LR is the smallest or largest tried
-    # has no interior optimum and does not enter the rule (high LRs fail erratically, seed by seed)
-    fit = fit_lr_optimum(sizes, lrs, losses, window=3)
-    interior = [s["N"] for s in fit["per_size"] if s["best_tried_interior"]]
-    for s in fit["per_size"]:
+    per_size = []
+    for size in np.unique(sizes):
+        at = sizes == size
+        if at.sum() >= 3:
+            per_size += fit_lr_optimum(sizes[at], lrs[at], losses[at], window=3)["per_size"]
+    for s in per_size:
         if not s["best_tried_interior"]:
             log(f"warning: at N={s['N']:,.0f} the best LR tried ({s['tried'][int(np.argmin(s['losses']))]:.3g}) is at the "
                 f"edge of the sweep; this size does not enter the LR rule")
-    if not interior:
+    knots = tuple((s["N"], s["lr_opt"]) for s in per_size if s["best_tried_interior"])
+    fit = {"per_size": per_size, "tolerance": FLAT_TOLERANCE, "run_ids": [e.run_id for e, _ in done],
+           "excluded_sizes": [s["N"] for s in per_size if not s["best_tried_interior"]]}
+    if not knots:
         return spec, dict(fit, error="no size has its best LR inside the sweep; the preset's rule is kept",
                           used=spec.hp_rule())
-    keep = np.isin(sizes, interior)
-    if len(interior) >= 2:
-        fit = dict(fit_lr_optimum(sizes[keep], lrs[keep], losses[keep], window=3), excluded_sizes=
-                   [s["N"] for s in fit["per_size"] if not s["best_tried_interior"]])
-        rule = fit["rule"]
-    else:
-        s = next(x for x in fit["per_size"] if x["best_tried_interior"])
-        rule = {"lr_ref": s["lr_opt"], "lr_ref_params": s["N"], "lr_exponent": 0.0, "lr_exponent_se": None,
-                "note": "one size with an interior optimum: a constant LR"}
-        fit = dict(fit, rule=rule)
-    exponent = min(1.0, max(0.0, rule["lr_exponent"]))
-    tuned = dataclasses.replace(spec, lr=rule["lr_ref"], lr_ref_params=rule["lr_ref_params"], lr_exponent=exponent)
+    tuned = dataclasses.replace(spec, lr_knots=knots, lr=knots[-1][1], lr_ref_params=knots[-1][0], lr_exponent=0.0)
+    fit["rule"] = {"lr_knots": [list(k) for k in knots],
+                   "note": "one size with an interior optimum: a constant LR" if len(knots) == 1 else
+                           "log-log interpolation between the sizes' optima, constant beyond"}
     fit["used"] = tuned.hp_rule()
-    fit["exponent_clipped"] = exponent != rule["lr_exponent"]
-    fit["run_ids"] = [e.run_id for e, _ in done]
-    log(f"learning-rate rule: lr(N) = {tuned.lr:.3g} * (N / {tuned.lr_ref_params:,.0f})^-{exponent:.3f}"
-        + (f" (fitted exponent {rule['lr_exponent']:.3f} +- {rule['lr_exponent_se'] or float('nan'):.3f}, kept in [0, 1])"
-           if fit["exponent_clipped"] else (f" (+- {rule['lr_exponent_se']:.3f})" if rule["lr_exponent_se"] else "")))
+    log(f"learning-rate rule: {fit['used']['lr']}")
     store.add_decision("lr-rule", label or "ladder", "fitted", fit)
     return tuned, fit
+
+
+def _edge_entries(spec: LadderSpec, vocab_size: int, family: str, points, done, label) -> list[LadderEntry]:
+    """Two more LRs (x2, x4 beyond the edge) at each swept size whose best LR is the largest or smallest tried."""
+    shapes, _ = candidate_shapes(spec, vocab_size, family)
+    out = []
+    for i, budget in points:
+        runs = sorted(((e.config.lr, r.final_loss) for e, r in done if e.config.model == shapes[i]))
+        if len(runs) < 3:
+            continue
+        best = int(np.argmin([loss for _, loss in runs]))
+        if 0 < best < len(runs) - 1:
+            continue
+        edge = runs[best][0]
+        factors = (2.0, 4.0) if best == len(runs) - 1 else (0.5, 0.25)
+        base = run_config(spec, shapes[i], budget)
+        for f in factors:
+            cfg = dataclasses.replace(base, lr=edge * f)
+            out.append(LadderEntry(f"{label or family}-lr{cfg.lr:.2e}-C{budget:.2g}-d{shapes[i].d_model}L{shapes[i].n_layers}",
+                                   label or family, budget, cfg, role="lr-sweep",
+                                   hp_rule={"lr_factor": cfg.lr / base.lr, "rule": spec.hp_rule()}))
+    return out
 
 
 def lr_check(spec: LadderSpec, store: RunStore, executor: Executor | None = None, *,

@@ -6,8 +6,10 @@ Conventions: budgets are ``C = 6 * N_active * D`` FLOPs (N_active = all paramete
 tied embeddings included: the tied head is a real matmul); ``D = C / (6 N_active)``.
 
 Hyperparameters by size (Porian et al. 2024, https://arxiv.org/abs/2406.19146): the peak learning rate
-follows ``lr(N) = lr * (N / lr_ref_params) ** -lr_exponent`` (fitted by a short sweep at the two
-smallest budgets when ``lr_sweep`` is on) and warmup lasts ``warmup_tokens_per_param * N`` tokens.
+follows ``lr(N) = lr * (N / lr_ref_params) ** -lr_exponent``, or, with ``lr_knots`` (the optimum LR
+measured at a few sizes by a short sweep when ``lr_sweep`` is on), the straight line through the knots
+in log N and log LR, constant beyond the outermost knots; warmup lasts ``warmup_tokens_per_param * N``
+tokens.
 
 WSD ladders (Hägele et al. 2024, https://arxiv.org/abs/2405.18392): with ``schedule="wsd"`` the sizes
 sit on one geometric lattice shared by all budgets, so each size trains once at constant LR and
@@ -49,6 +51,7 @@ class LadderSpec:
     lr: float = 3e-3                       # peak LR at lr_ref_params (the rule's anchor)
     lr_ref_params: float = 1e5
     lr_exponent: float = 0.0               # lr(N) = lr * (N / lr_ref_params) ** -lr_exponent
+    lr_knots: tuple[tuple[float, float], ...] = ()   # (N, lr) optima: log-log interpolation, overrides the above
     lr_sweep: bool = False                 # fit lr and lr_exponent by a short sweep first
     lr_sweep_factors: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
     warmup_tokens_per_param: float = 1.0   # warmup of N tokens (Porian et al. 2024)
@@ -81,9 +84,16 @@ class LadderSpec:
             raise ValueError(f"verify multiplier must be a positive number, got {self.verify_multiplier}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive number, got {self.lr}")
+        if any(not (n > 0 and lr > 0 and math.isfinite(n) and math.isfinite(lr)) for n, lr in self.lr_knots):
+            raise ValueError(f"LR knots must be positive (N, lr) pairs, got {self.lr_knots}")
 
     def lr_for(self, n_active: float) -> float:
         """The peak learning rate of a model with ``n_active`` parameters under the spec's rule."""
+        if self.lr_knots:
+            knots = sorted(self.lr_knots)
+            logn = [math.log(n) for n, _ in knots]
+            loglr = [math.log(lr) for _, lr in knots]
+            return float(math.exp(np.interp(math.log(n_active), logn, loglr)))
         return float(self.lr * (n_active / self.lr_ref_params) ** -self.lr_exponent)
 
     def warmup_steps_for(self, n_active: float) -> int:
@@ -91,7 +101,13 @@ class LadderSpec:
 
     def hp_rule(self) -> dict:
         """The hyperparameter rule, as recorded with every run."""
-        return {"lr": f"{self.lr:.4g} * (N / {self.lr_ref_params:.3g}) ** -{self.lr_exponent:.3g}",
+        if self.lr_knots:
+            knots = sorted(self.lr_knots)
+            rule = ("log-log line through (N, lr) = " + ", ".join(f"({n:.3g}, {lr:.3g})" for n, lr in knots)
+                    + "; constant beyond")
+        else:
+            rule = f"{self.lr:.4g} * (N / {self.lr_ref_params:.3g}) ** -{self.lr_exponent:.3g}"
+        return {"lr": rule, "lr_knots": [list(k) for k in sorted(self.lr_knots)] or None,
                 "lr_ref": self.lr, "lr_ref_params": self.lr_ref_params, "lr_exponent": self.lr_exponent,
                 "warmup": f"{self.warmup_tokens_per_param:g} * N tokens", "batch_tokens": self.batch_size * self.seq_len,
                 "schedule": self.schedule, "cooldown_frac": self.cooldown_frac if self.schedule == "wsd" else None}
