@@ -301,7 +301,7 @@ def _minutes(text: str) -> float:
 def test_preset_times_agree_with_the_experiment_log_and_readme():
     """The quick preset's time in help texts and README is the median measured wall time in the experiment log."""
     log = (DOCS / "experiments.md").read_text()
-    section = log.split("the main job at 10×")[1]
+    section = log.split("the main job at 10×")[-1]      # the latest measurement
     rows = re.findall(r"^\s*\| \d \| (\d+ min \d+ s) \|", section, flags=re.M)
     assert len(rows) >= 3, rows
     median = statistics.median(_minutes(r) for r in rows)
@@ -310,4 +310,4 @@ def test_preset_times_agree_with_the_experiment_log_and_readme():
     for page in (readme, flat((DOCS / "ladders.md").read_text())):
         for preset, words in cli.PRESET_WALL_TIMES.items():
             assert words in page, (preset, words)
-    assert not re.search(r"quick[^.\n]{0,40}~(?!13)\d+ min", readme), "another quick-preset time in the README"
+    assert not re.search(r"quick[^.\n]{0,40}~(?!7 )\d+ min", readme), "another quick-preset time in the README"

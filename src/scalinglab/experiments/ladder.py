@@ -179,7 +179,8 @@ def tune_lr(spec: LadderSpec, store: RunStore, executor: Executor, checkpoint_di
     for size in np.unique(sizes):
         at = sizes == size
         if at.sum() >= 3:
-            per_size += fit_lr_optimum(sizes[at], lrs[at], losses[at], window=3)["per_size"]
+            one = fit_lr_optimum(sizes[at], lrs[at], losses[at], window=3)
+            per_size += [dict(s, curvature=one["curvature"]) for s in one["per_size"]]
     for s in per_size:
         if not s["best_tried_interior"]:
             log(f"warning: at N={s['N']:,.0f} the best LR tried ({s['tried'][int(np.argmin(s['losses']))]:.3g}) is at the "
@@ -344,6 +345,12 @@ def _fit_and_verify(spec, family, entries, store, executor, checkpoint_dir, out,
     result["forecast_law"] = chosen
     t = time.perf_counter()
     curve_law, result["curve_law"] = _fit_curve_law(spec, store, runs)
+    if curve_law is not None:   # the curve law's own rolling-origin error, on the cuts the forms were ranked on
+        bt = curve_law_backtest(store, runs, seed=spec.seed)
+        if bt:
+            result["curve_law"]["backtest"] = {
+                "mean_abs_log_error": float(np.mean([abs(r["log_residual"]) for r in bt])), "n_predictions": len(bt),
+                "n_cuts": len({(r["axis"], r["fitted_max"]) for r in bt})}
     timings[f"{family}_curve_law_s"] = time.perf_counter() - t
     if verify and chosen is not None:
         log(f"forecast law: {chosen} (the smallest rolling-origin backtest error on the ladder)"
@@ -414,6 +421,42 @@ def _fit_curve_law(spec, store, runs):
     except FitError as e:
         return None, {"error": str(e)}
     return law, law.to_json()
+
+
+def curve_law_backtest(store: RunStore, runs, seed: int = 0) -> list[dict]:
+    """Rolling-origin backtests of the curve law on the cuts the (N, D) forms use (along C and along N):
+    fit on the curves of the runs up to a cut, forecast the final loss of every run beyond it.
+
+    Returns rows in the forms' format (``axis``, ``fitted_max``, ``log_residual``), so the curve law
+    ranks beside them (:func:`scalinglab.analysis.rank_forms`).
+    """
+    from ..laws._extrapolation import origin_cuts
+    finished = [r for r in runs if r.status == "finished" and r.config and r.final_loss is not None and r.tokens]
+    if len(finished) < 6:
+        return []
+    N = np.array([r.n_active for r in finished], float)
+    C = 6.0 * N * np.array([r.tokens for r in finished], float)
+    rows = []
+    for cut in origin_cuts({"C": C, "N": N}, min_fit_runs=6):
+        fit_runs_ = [r for r, m in zip(finished, cut.fit) if m]
+        pts = curve_points(store, fit_runs_)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                law = AnnealingCurveLaw(n_bootstrap=0, seed=seed).fit(pts["N"], pts["S1"], pts["drops"], pts["areas"],
+                                                                      pts["L"], pts["group"], pts["final"])
+        except (FitError, ValueError):
+            continue
+        for r, m in zip(finished, cut.test):
+            if not m:
+                continue
+            cfg = RunConfig.from_dict(r.config)
+            total = resolve_horizon(cfg, r.n_active)["steps"]
+            s1, d, a = schedule_terms(cfg, total, [total])
+            pred = float(law.predict([r.n_active], s1, d, a)[0])
+            if pred > 0:
+                rows.append({"axis": cut.axis, "fitted_max": cut.fitted_max, "log_residual": float(np.log(r.final_loss / pred))})
+    return rows
 
 
 def optimal_size(law, C: float) -> float:
