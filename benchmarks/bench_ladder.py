@@ -44,6 +44,10 @@ def main() -> None:
         wall = report["seconds"]
         with RunStore(args.source / "scalinglab.db") as st:
             runs = [r for r in st.runs(source="ladder") if r.status == "finished"]
+        # only the ladder's own runs: a later lr-check (or another ladder) in the same store trained after it
+        end = max(r.updated_at for r in runs if "verify" in r.name) if any("verify" in r.name for r in runs) else None
+        if end is not None:
+            runs = [r for r in runs if r.created_at >= end - wall - 5 and r.updated_at <= end + 1]
         args.preset, args.seed = "as run", report["spec"]["seed"]
     else:
         spec = dataclasses.replace(PRESETS[args.preset], seed=args.seed)
