@@ -47,15 +47,15 @@ def sweep_entries(spec: LadderSpec, vocab_size: int, family: str, points: list[t
     """LR-sweep runs: for each (shape index, budget), the rule's LR times each of ``lr_sweep_factors``; ``label``
     (default ``family``) names the runs and is stored as their family (a compared recipe's name)."""
     shapes, _ = candidate_shapes(spec, vocab_size, family)
-    label = label or family
-    out = []
-    for i, budget in points:
-        base = run_config(spec, shapes[i], budget)
-        for f in spec.lr_sweep_factors:
-            cfg = dataclasses.replace(base, lr=base.lr * f)
-            out.append(LadderEntry(f"{label}-lr{cfg.lr:.2e}-C{budget:.2g}-d{shapes[i].d_model}L{shapes[i].n_layers}",
-                                   label, budget, cfg, role="lr-sweep", hp_rule={"lr_factor": f, "rule": spec.hp_rule()}))
-    return out
+    return [_lr_entry(spec, shapes[i], budget, f, label or family) for i, budget in points for f in spec.lr_sweep_factors]
+
+
+def _lr_entry(spec: LadderSpec, shape, budget: float, factor: float, label: str) -> LadderEntry:
+    """One LR-sweep run: ``shape`` at ``budget`` with ``factor`` x the spec's rule LR."""
+    base = run_config(spec, shape, budget)
+    cfg = dataclasses.replace(base, lr=base.lr * factor)
+    return LadderEntry(f"{label}-lr{cfg.lr:.2e}-C{budget:.2g}-d{shape.d_model}L{shape.n_layers}", label, budget, cfg,
+                       role="lr-sweep", hp_rule={"lr_factor": factor, "rule": spec.hp_rule()})
 
 
 def fit_lr_optimum(n: np.ndarray, lr: np.ndarray, loss: np.ndarray, tolerance: float = FLAT_TOLERANCE,
@@ -212,14 +212,9 @@ def _edge_entries(spec: LadderSpec, vocab_size: int, family: str, points, done, 
         best = int(np.argmin([loss for _, loss in runs]))
         if 0 < best < len(runs) - 1:
             continue
-        edge = runs[best][0]
-        factors = (2.0, 4.0) if best == len(runs) - 1 else (0.5, 0.25)
-        base = run_config(spec, shapes[i], budget)
-        for f in factors:
-            cfg = dataclasses.replace(base, lr=edge * f)
-            out.append(LadderEntry(f"{label or family}-lr{cfg.lr:.2e}-C{budget:.2g}-d{shapes[i].d_model}L{shapes[i].n_layers}",
-                                   label or family, budget, cfg, role="lr-sweep",
-                                   hp_rule={"lr_factor": cfg.lr / base.lr, "rule": spec.hp_rule()}))
+        edge = runs[best][0] / spec.lr_for(param_counts(shapes[i])["active"])     # as a factor of the rule's LR
+        for f in ((2.0, 4.0) if best == len(runs) - 1 else (0.5, 0.25)):
+            out.append(_lr_entry(spec, shapes[i], budget, edge * f, label or family))
     return out
 
 
