@@ -233,7 +233,7 @@ def test_an_lr_sweep_whose_best_is_at_an_edge_goes_two_factors_further_that_way(
             e = type("E", (), {})()
             e.config = dataclasses.replace(base, lr=base.lr * f)
             done.append((e, R(loss)))
-    more = _edge_entries(spec, 256, "dense", points, done, None)
+    more = _edge_entries(spec, shapes, points, done, "dense")
     by_shape = {}
     for e in more:
         by_shape.setdefault(e.config.model, []).append(e.config.lr)

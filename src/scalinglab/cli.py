@@ -125,8 +125,8 @@ class _App(typer.Typer):
         if not first or first[0].startswith("-"):
             return None
         name = first[0]
-        cmds = [c for c in self.registered_commands
-                if (c.name or c.callback.__name__.replace("_", "-")) == name]
+        from typer.main import get_command_name     # typer's own naming of a command without an explicit name
+        cmds = [c for c in self.registered_commands if (c.name or get_command_name(c.callback.__name__)) == name]
         groups = [g for g in self.registered_groups if g.name == name]
         if len(cmds) + len(groups) != 1:
             return None

@@ -32,7 +32,7 @@ from ..cost import matmul_peak
 from ..laws import FitError
 from ..laws.curve import AnnealingCurveLaw, annealing_terms, forward_area
 from ..store import RunStore
-from ..train.config import RunConfig, param_counts, resolve_horizon
+from ..train.config import ModelConfig, RunConfig, param_counts, resolve_horizon
 from ..train.executors import Executor, InlineExecutor
 from ..train.ladder import (LadderEntry, LadderSpec, budget_targets, candidate_shapes, design_ladder, ladder_compute,
                             nearest_shape, run_config, train_entries)
@@ -162,7 +162,7 @@ def tune_lr(spec: LadderSpec, store: RunStore, executor: Executor, checkpoint_di
         f"{', '.join(f'{counts[i]:,}' for i, _ in points)} (x {', '.join(f'{f:g}' for f in spec.lr_sweep_factors)} "
         f"the starting rule's LR)")
     train_entries(entries, store, executor, checkpoint_dir, show_progress=show_progress, log=log)
-    more = _edge_entries(spec, vocab_size, family, points, _finished(store, entries), label)
+    more = _edge_entries(spec, shapes, points, _finished(store, entries), label or family)
     if more:
         log(f"learning-rate sweep: {len(more)} more runs past the edge of the sweep at "
             f"{len({e.config.model for e in more})} size(s)")
@@ -201,9 +201,9 @@ def tune_lr(spec: LadderSpec, store: RunStore, executor: Executor, checkpoint_di
     return tuned, fit
 
 
-def _edge_entries(spec: LadderSpec, vocab_size: int, family: str, points, done, label) -> list[LadderEntry]:
-    """Two more LRs (x2, x4 beyond the edge) at each swept size whose best LR is the largest or smallest tried."""
-    shapes, _ = candidate_shapes(spec, vocab_size, family)
+def _edge_entries(spec: LadderSpec, shapes: list[ModelConfig], points, done, label: str) -> list[LadderEntry]:
+    """Two more LRs (x2, x4 beyond the edge) at each swept size whose best LR is the largest or smallest tried
+    (``points`` index ``shapes``, the ladder's :func:`candidate_shapes`)."""
     out = []
     for i, budget in points:
         runs = sorted(((e.config.lr, r.final_loss) for e, r in done if e.config.model == shapes[i]))
@@ -214,7 +214,7 @@ def _edge_entries(spec: LadderSpec, vocab_size: int, family: str, points, done, 
             continue
         edge = runs[best][0] / spec.lr_for(param_counts(shapes[i])["active"])     # as a factor of the rule's LR
         for f in ((2.0, 4.0) if best == len(runs) - 1 else (0.5, 0.25)):
-            out.append(_lr_entry(spec, shapes[i], budget, edge * f, label or family))
+            out.append(_lr_entry(spec, shapes[i], budget, edge * f, label))
     return out
 
 
@@ -364,24 +364,25 @@ def curve_points(store: RunStore, runs) -> dict:
     """Validation-curve points of finished runs with their schedule terms (forward area, LR drops and the
     area since each); the constant-LR prefix a WSD branch shares with its trunk is counted once."""
     N, S1, drops, areas, L, group, final, seen = [], [], [], [], [], [], [], set()
+    runs = [r for r in runs if r.status == "finished" and r.config]
+    curves = store.curves([r.run_id for r in runs])      # one query for every curve
     for r in runs:
-        if r.status != "finished" or not r.config:
-            continue
         cfg = RunConfig.from_dict(r.config)
         total = resolve_horizon(cfg, r.n_active)["steps"]
         trunk = (r.extra or {}).get("trunk_id")
         branch = (r.extra or {}).get("branch_step")
         warm = cfg.warmup_steps or 0
         pts = []
-        for p in store.curve(r.run_id):
-            step = int(p["step"])
-            if p["loss"] is None or step < 2 * warm or step < 8:
+        cols = curves.get(r.run_id, {"step": np.zeros(0), "loss": np.zeros(0)})
+        for step, loss in zip(cols["step"].tolist(), cols["loss"].tolist()):
+            step = int(step)
+            if loss != loss or step < 2 * warm or step < 8:        # NaN: a missing loss
                 continue
             shared = trunk is not None and branch is not None and step <= branch
             key = (trunk, step) if shared else (r.run_id, step)
             if key not in seen:
                 seen.add(key)
-                pts.append((step, p["loss"]))
+                pts.append((step, loss))
         if not pts:
             continue
         s1, d, a = schedule_terms(cfg, total, [st for st, _ in pts])
@@ -422,8 +423,8 @@ def curve_law_backtest(store: RunStore, runs, seed: int = 0) -> list[dict]:
     """Rolling-origin backtests of the curve law on the cuts the (N, D) forms use (along C and along N):
     fit on the curves of the runs up to a cut, forecast the final loss of every run beyond it.
 
-    Returns rows in the forms' format (``axis``, ``fitted_max``, ``log_residual``), so the curve law
-    ranks beside them (:func:`scalinglab.analysis.rank_forms`).
+    Returns rows in the forms' format (``axis``, ``fitted_max``, ``log_residual``), so its error reads
+    beside theirs; the curve law does not enter the forms' ranking (:func:`scalinglab.analysis.rank_forms`).
     """
     from ..laws._extrapolation import origin_cuts
     finished = [r for r in runs if r.status == "finished" and r.config and r.final_loss is not None and r.tokens]

@@ -18,13 +18,18 @@ from .moe import MoEMLP
 ATTENTION_CONVENTIONS = ("full", "causal")
 
 
+def _rms_inverse(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """``1 / sqrt(mean(x^2) + eps)`` over the last dimension, kept for broadcasting."""
+    return torch.linalg.vector_norm(x, dim=-1, keepdim=True).square_().div_(x.shape[-1]).add_(eps).rsqrt_()
+
+
 class _RMSNormFn(torch.autograd.Function):
     """RMSNorm with a hand-written backward: about half the element-wise kernels of autograd through
     ``F.rms_norm`` (which CPU runs as pow/mean/rsqrt/mul), the same values (tests/test_model.py)."""
 
     @staticmethod
     def forward(ctx, x, weight, eps):
-        rinv = torch.linalg.vector_norm(x, dim=-1, keepdim=True).square_().div_(x.shape[-1]).add_(eps).rsqrt_()
+        rinv = _rms_inverse(x, eps)
         xhat = x * rinv
         ctx.save_for_backward(xhat, rinv, weight)
         return xhat * weight
@@ -46,7 +51,7 @@ class _UnitRMSNormFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, eps):
-        rinv = torch.linalg.vector_norm(x, dim=-1, keepdim=True).square_().div_(x.shape[-1]).add_(eps).rsqrt_()
+        rinv = _rms_inverse(x, eps)
         xhat = x * rinv
         ctx.save_for_backward(xhat, rinv)
         return xhat
