@@ -178,7 +178,13 @@ def test_recipes_parse_apply_and_keep_the_baseline_a_plain_ladder():
     moe8 = parse_recipe("moe:n_experts=8,top_k=1").apply(spec)
     assert (moe8.families, moe8.n_experts, moe8.top_k) == (("moe",), 8, 1)
     assert parse_recipe("muon").apply(spec).optimizer == "muon" and parse_recipe("bpe").apply(spec).tokenizer == "bpe"
-    for bad in ("", "x", "moe:k=1", "dense:n_experts=2", "moe:top_k=0", "muon:optimizer=sgd"):
+    g4 = parse_recipe("moe:granularity=4").apply(spec)           # Krajewski's G: 4 active experts of d_ff / 4
+    assert (g4.families, g4.n_experts, g4.top_k) == (("moe",), 8, 4)
+    assert parse_recipe("ssm").apply(spec).mixer == "ssm" and parse_recipe("hybrid").apply(spec).mixer == "hybrid"
+    assert parse_recipe("curated").apply(spec).corpus == spec.corpus + "+curated"
+    assert parse_recipe("x:data=raw").apply(spec).corpus == spec.corpus
+    for bad in ("", "x", "moe:k=1", "dense:n_experts=2", "moe:top_k=0", "muon:optimizer=sgd", "dense:granularity=2",
+                "moe:granularity=2,top_k=2", "moe:n_experts=2,top_k=4", "x:mixer=rnn", "x:data=clean"):
         with pytest.raises(ValueError):
             parse_recipe(bad)
     plain = design_ladder(spec, 256)

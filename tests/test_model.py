@@ -6,13 +6,16 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from scalinglab.train.config import ModelConfig, derived_sizes
-from scalinglab.train.model import GPT
+from scalinglab.train.model import GPT, Attention
+from scalinglab.train.ssm import SelectiveSSM
 
 SHAPES = [
     dict(d_model=32, n_layers=2, n_heads=2, mlp="swiglu", tied_embeddings=True),
     dict(d_model=48, n_layers=1, n_heads=3, mlp="gelu", tied_embeddings=False),
     dict(d_model=32, n_layers=2, n_heads=2, n_experts=4, top_k=2),
     dict(d_model=48, n_layers=2, n_heads=3, n_experts=3, top_k=1, mlp="gelu"),
+    dict(d_model=32, n_layers=2, n_heads=2, mixer="ssm"),
+    dict(d_model=48, n_layers=3, n_heads=3, mixer="hybrid", n_experts=4, top_k=2),
 ]
 
 
@@ -20,7 +23,7 @@ SHAPES = [
 def test_param_counts_sum_to_real_total(kw):
     m = GPT(ModelConfig(seq_len=16, **kw))
     c = m.param_counts()
-    parts = ("embedding", "head", "attention", "norms", "mlp", "router", "experts_total")
+    parts = ("embedding", "head", "attention", "ssm", "norms", "mlp", "router", "experts_total")
     assert sum(c[p] for p in parts) == c["total"] == sum(p.numel() for p in m.parameters())
     assert c["nonembedding"] == c["total"] - c["embedding"] - c["head"]
     if kw.get("n_experts"):
@@ -112,9 +115,11 @@ def test_config_errors_are_specific():
         ModelConfig(n_experts=2, top_k=3)
 
 
-GRID = [dict(d_model=d, n_layers=L, n_heads=d // h, mlp=mlp, tied_embeddings=tied, n_experts=e, top_k=k, vocab_size=v)
+GRID = [dict(d_model=d, n_layers=L, n_heads=d // h, mlp=mlp, tied_embeddings=tied, n_experts=e, top_k=k, vocab_size=v,
+             mixer=mixer)
         for d, h in ((8, 8), (24, 8), (48, 16), (96, 16)) for L in (1, 3) for mlp in ("swiglu", "gelu")
-        for tied in (True, False) for e, k in ((0, 2), (4, 2), (3, 1)) for v in (256, 1000)]
+        for tied in (True, False) for e, k in ((0, 2), (4, 2), (3, 1)) for v in (256, 1000)
+        for mixer in ("attention", "ssm", "hybrid")]
 
 
 def test_closed_form_param_counts_equal_the_built_models():
@@ -127,7 +132,10 @@ def test_closed_form_param_counts_equal_the_built_models():
         c = param_counts(cfg)
         named = dict(m.named_parameters())
         real = {"embedding": m.embed.weight.numel(), "head": 0 if m.head is None else m.head.weight.numel(),
-                "attention": sum(p.numel() for n, p in named.items() if ".attn." in n),
+                "attention": sum(p.numel() for n, p in named.items() if ".attn." in n
+                                 and isinstance(m.blocks[int(n.split(".")[1])].attn, Attention)),
+                "ssm": sum(p.numel() for n, p in named.items() if ".attn." in n
+                           and isinstance(m.blocks[int(n.split(".")[1])].attn, SelectiveSSM)),
                 "norms": sum(p.numel() for n, p in named.items() if "norm" in n),
                 "router": sum(p.numel() for n, p in named.items() if "router" in n),
                 "experts_total": sum(p.numel() for n, p in named.items() if n.endswith(("w_up", "w_down"))),
@@ -246,3 +254,76 @@ def test_norm_gains_folded_into_the_linear_maps_give_the_gained_norms_function_a
             torch.testing.assert_close(got[n], p.grad, rtol=1e-5, atol=1e-8, msg=n)
     x64 = torch.randn(2, 3, 8, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(_UnitRMSNormFn.apply, (x64, 1e-6))
+
+
+def _ssm_by_recurrence(mix: SelectiveSSM, x_BTD: torch.Tensor) -> torch.Tensor:
+    """The SSM written as its recurrence, token by token (the definition the dual form must equal)."""
+    B, T, D = x_BTD.shape
+    H = mix.n_heads
+    K = D // H
+    q, k, v, dt = F.linear(x_BTD, mix.qkv_dt.weight).split([D, D, D, H], dim=-1)
+    dt = F.softplus(dt + mix.dt_bias)
+    a = torch.exp(-dt * mix.A_log.exp())
+    h = torch.zeros(B, H, K, K, dtype=x_BTD.dtype)
+    ys = []
+    for t in range(T):
+        qt, kt, vt = (z[:, t].view(B, H, K) for z in (q, k, v))
+        h = a[:, t, :, None, None] * h + kt[..., :, None] * (dt[:, t, :, None] * vt)[..., None, :]
+        y = (qt[..., None, :] @ h).squeeze(-2) / math.sqrt(K)
+        ys.append(y / y.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt())
+    return mix.proj(torch.stack(ys, dim=1).reshape(B, T, D))
+
+
+def test_ssm_dual_form_equals_its_recurrence():
+    torch.manual_seed(0)
+    m = GPT(ModelConfig(d_model=32, n_heads=4, n_layers=1, seq_len=24, mixer="ssm")).double()
+    mix = m.blocks[0].attn
+    with torch.no_grad():       # steps and decays far from their initial values, so the decay matters
+        mix.dt_bias.uniform_(-1.0, 1.0)
+        mix.A_log.uniform_(-1.0, 1.0)
+    x = torch.randn(2, 24, 32, dtype=torch.float64)
+    torch.testing.assert_close(mix(x), _ssm_by_recurrence(mix, x), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("mixer", ["ssm", "hybrid"])
+def test_ssm_decoding_with_its_state_equals_the_whole_sequence(mixer):
+    """Prefill then one token at a time through the carried state: the same logits as the full forward."""
+    torch.manual_seed(0)
+    m = GPT(ModelConfig(d_model=32, n_heads=2, n_layers=2, seq_len=20, mixer=mixer)).double().eval()
+    x = torch.randint(0, 256, (2, 20))
+    full, _, _ = m(x)
+    caches = [{"len": 0} for _ in m.blocks]
+    parts = [m(x[:, :7], caches=caches)[0]]
+    for c in caches:
+        c["len"] = 7
+    for t in range(7, 20):
+        parts.append(m(x[:, t:t + 1], caches=caches)[0])
+        for c in caches:
+            c["len"] += 1
+    torch.testing.assert_close(torch.cat(parts, dim=1), full, rtol=1e-9, atol=1e-9)
+
+
+def test_hybrid_places_attention_at_every_second_block():
+    from scalinglab.train.config import layer_mixers
+    assert layer_mixers(ModelConfig(n_layers=4, mixer="hybrid")) == ["ssm", "attention", "ssm", "attention"]
+    assert layer_mixers(ModelConfig(n_layers=1, mixer="hybrid")) == ["ssm"]
+    with pytest.raises(ValueError, match="mixer"):
+        ModelConfig(mixer="mamba")
+
+
+@pytest.mark.parametrize("kw", SHAPES)
+def test_decode_costs_match_the_flop_counter_on_one_cached_token(kw):
+    """decode_costs against FlopCounterMode on the step that generates token ``context`` from the cache."""
+    from scalinglab.train.config import decode_costs
+    torch.manual_seed(0)
+    ctx = 12
+    m = GPT(ModelConfig(seq_len=16, attn_impl="math", **kw)).eval()     # the counter reads explicit matmuls
+    x = torch.randint(0, 256, (1, ctx))
+    caches = [{"len": 0} for _ in m.blocks]
+    with torch.no_grad():
+        m(x[:, :ctx - 1], caches=caches)
+        for c in caches:
+            c["len"] = ctx - 1
+        with FlopCounterMode(display=False) as step:
+            m(x[:, ctx - 1:], caches=caches)
+    assert step.get_total_flops() == pytest.approx(decode_costs(m.cfg, ctx)["decode_flops_per_token"], rel=1e-12)

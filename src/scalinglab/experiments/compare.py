@@ -2,9 +2,10 @@
 baseline recipe and candidates, each fitted, and the compute-equivalent multiplier of each candidate per
 budget with the verdict on its trend (:mod:`scalinglab.comparison`).
 
-A recipe is a named set of options the trainer supports: architecture (dense or MoE with its expert count
-and top-k), optimizer (AdamW or Muon), tokenizer (bytes or BPE; losses are then compared in bits per byte)
-and the LR rule's anchor. Every run records its recipe in the store (``extra.recipe``) and is keyed by its
+A recipe is a named set of options the trainer supports: architecture (dense or MoE with its expert count,
+top-k and granularity), sequence mixer (attention, a selective SSM, or a hybrid), optimizer (AdamW or Muon),
+training data (raw, deduplicated, quality-filtered or both; same token budget, same validation text),
+tokenizer (bytes or BPE; losses are then compared in bits per byte) and the LR rule's anchor. Every run records its recipe in the store (``extra.recipe``) and is keyed by its
 full config, so a re-run skips what is finished, and the baseline's runs are those of a plain ladder.
 """
 from __future__ import annotations
@@ -17,12 +18,18 @@ from typing import Callable
 
 from ..comparison import compare_recipes
 from ..store import Run, RunStore
+from ..train.config import MIXERS
+from ..train.curation import DATA_FILTERS
 from ..train.executors import Executor, InlineExecutor
 from ..train.ladder import LadderEntry, LadderSpec, design_ladder, ladder_compute, train_entries
 
-RECIPE_OPTIONS = {"arch": ("dense", "moe"), "n_experts": int, "top_k": int, "optimizer": ("adamw", "muon"),
-                  "tokenizer": ("byte", "bpe"), "lr": float}
-RECIPES = {"dense": {}, "moe": {"arch": "moe"}, "muon": {"optimizer": "muon"}, "bpe": {"tokenizer": "bpe"}}
+RECIPE_OPTIONS = {"arch": ("dense", "moe"), "n_experts": int, "top_k": int, "granularity": int, "mixer": MIXERS,
+                  "optimizer": ("adamw", "muon"), "data": ("raw",) + DATA_FILTERS, "tokenizer": ("byte", "bpe"),
+                  "lr": float}
+RECIPES = {"dense": {}, "moe": {"arch": "moe"}, "ssm": {"mixer": "ssm"}, "hybrid": {"mixer": "hybrid"},
+           "muon": {"optimizer": "muon"}, "curated": {"data": "curated"}, "dedup": {"data": "dedup"},
+           "bpe": {"tokenizer": "bpe"}}
+MOE_EXPANSION = 2      # experts per active expert of the ``moe`` recipe (4 experts, top-2)
 RECIPE_HELP = ("NAME or NAME:KEY=VALUE,... with NAME one of " + ", ".join(RECIPES) + " (or a new name) and KEY one of "
                + ", ".join(RECIPE_OPTIONS) + ", e.g. moe, muon, 'moe:n_experts=8,top_k=1'")
 
@@ -35,9 +42,17 @@ class Recipe:
     options: tuple[tuple[str, object], ...] = ()
 
     def apply(self, spec: LadderSpec) -> LadderSpec:
-        """The ladder spec of this recipe: ``spec`` with the recipe's options."""
+        """The ladder spec of this recipe: ``spec`` with the recipe's options. Granularity G (Krajewski et
+        al. 2024: d_ff over an expert's width) is G active experts of width d_ff / G among
+        ``n_experts`` (default G x :data:`MOE_EXPANSION`); curated data is the corpus with its suffix."""
         o = dict(self.options)
         changes = {"families": (o.pop("arch", "dense"),)}
+        g = o.pop("granularity", None)
+        if g is not None:
+            changes.update(top_k=g, n_experts=o.pop("n_experts", g * MOE_EXPANSION))
+        data = o.pop("data", "raw")
+        if data != "raw":
+            changes["corpus"] = f"{spec.corpus}+{data}"
         changes.update(o)
         return dataclasses.replace(spec, **changes)
 
@@ -73,8 +88,13 @@ def parse_recipe(text: str) -> Recipe:
         if not (math.isfinite(number) and number > 0):
             raise ValueError(f"recipe {text!r}: {key} must be positive and finite, not {value!r}")
         options[key.strip()] = number
-    if ("n_experts" in options or "top_k" in options) and options.get("arch") != "moe":
-        raise ValueError(f"recipe {text!r}: n_experts and top_k apply to arch=moe")
+    if ({"n_experts", "top_k", "granularity"} & set(options)) and options.get("arch") != "moe":
+        raise ValueError(f"recipe {text!r}: n_experts, top_k and granularity apply to arch=moe")
+    if "granularity" in options and "top_k" in options:
+        raise ValueError(f"recipe {text!r}: granularity sets top_k (G active experts of width d_ff / G); give one")
+    k = options.get("granularity", options.get("top_k", 2))
+    if options.get("arch") == "moe" and k > options.get("n_experts", k * MOE_EXPANSION if "granularity" in options else 4):
+        raise ValueError(f"recipe {text!r}: {k} active experts need at least {k} experts (n_experts)")
     return Recipe(name=text, options=tuple(sorted(options.items())))
 
 
@@ -103,9 +123,11 @@ def loss_scales(corpus: str, tokenizers: dict[str, str]) -> tuple[dict[str, floa
 
 
 def serving_side(recipes: dict[str, list[Run]], context: int | None = None) -> dict:
-    """Per recipe and budget, the best run's total and active parameters, bf16 weight memory and decode
-    FLOPs per token (2 N_active + attention over ``context`` tokens, the run's own sequence length by default)."""
+    """Per recipe and budget, the best run's total and active parameters, bf16 weight memory, decode FLOPs per
+    token and the memory one sequence holds (key/value cache or SSM state) at ``context`` tokens (the run's
+    own sequence length by default; :func:`~scalinglab.train.config.decode_costs`)."""
     from ..accounting import inference_flops_per_token, weight_bytes
+    from ..train.config import ModelConfig, decode_costs
     out = {}
     for name, runs in recipes.items():
         best: dict = {}
@@ -118,11 +140,19 @@ def serving_side(recipes: dict[str, list[Run]], context: int | None = None) -> d
             model = (r.config or {}).get("model") or {}
             ctx = context or model.get("seq_len", 0)
             n_total, n_active = r.n_total or r.n_active, r.n_active or r.n_total
-            rows.append({"budget": budget, "run": r.name, "n_total": n_total, "n_active": n_active,
-                         "weight_bytes_bf16": weight_bytes(n_total, "bf16") if n_total else None,
-                         "decode_flops_per_token": inference_flops_per_token(n_active, model.get("n_layers", 0), ctx,
-                                                                             model.get("d_model", 0)) if n_active else None,
-                         "context": ctx, "loss": r.final_loss})
+            row = {"budget": budget, "run": r.name, "n_total": n_total, "n_active": n_active,
+                   "weight_bytes_bf16": weight_bytes(n_total, "bf16") if n_total else None,
+                   "decode_flops_per_token": inference_flops_per_token(n_active, model.get("n_layers", 0), ctx,
+                                                                       model.get("d_model", 0)) if n_active else None,
+                   "sequence_state_bytes_bf16": None, "mixer": model.get("mixer", "attention"),
+                   "context": ctx, "loss": r.final_loss}
+            try:       # a lab run: its own structure (mixers, experts) counted
+                costs = decode_costs(ModelConfig(**model), ctx)
+                row.update(decode_flops_per_token=costs["decode_flops_per_token"],
+                           sequence_state_bytes_bf16=costs["sequence_state_bytes"])
+            except (TypeError, ValueError):
+                pass
+            rows.append(row)
         out[name] = rows
     return out
 

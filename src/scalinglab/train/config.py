@@ -12,7 +12,12 @@ class ModelConfig:
 
     ``n_experts > 0`` makes every MLP a Mixture of Experts with a learned top-``top_k`` router.
     With ``iso_active=True`` each expert's hidden width is ``d_ff / top_k``, so the MoE model has
-    the same active parameters as the dense model of the same shape.
+    the same active parameters as the dense model of the same shape; its granularity (Krajewski et al.
+    2024) is ``d_ff / expert_d_ff``.
+
+    ``mixer`` is the sequence mixer of every block: ``attention`` (causal self-attention with rotary
+    positions), ``ssm`` (a selective state-space mixer in the Mamba-2 style, :mod:`.ssm`) or ``hybrid``
+    (SSM blocks with attention at every second block, :func:`layer_mixers`).
     """
 
     vocab_size: int = 256
@@ -30,6 +35,7 @@ class ModelConfig:
     router_aux_coef: float = 0.01    # Switch-Transformer load-balancing loss weight
     router_z_coef: float = 1e-3      # router z-loss weight (0 disables)
     attn_impl: str = "sdpa"          # "sdpa" (fused) | "math" (explicit matmuls)
+    mixer: str = "attention"         # "attention" | "ssm" | "hybrid"
 
     def __post_init__(self):
         if self.d_model % self.n_heads:
@@ -42,10 +48,23 @@ class ModelConfig:
             raise ValueError(f"top_k={self.top_k} must be in [1, n_experts={self.n_experts}]")
         if self.attn_impl not in ("sdpa", "math"):
             raise ValueError(f"attn_impl must be 'sdpa' or 'math', not {self.attn_impl!r}")
+        if self.mixer not in MIXERS:
+            raise ValueError(f"mixer must be one of {', '.join(MIXERS)}, not {self.mixer!r}")
 
     @property
     def is_moe(self) -> bool:
         return self.n_experts > 0
+
+
+MIXERS = ("attention", "ssm", "hybrid")
+
+
+def layer_mixers(cfg: ModelConfig) -> list[str]:
+    """The sequence mixer of each block: a hybrid puts attention at every second block (a one-block hybrid
+    is an SSM)."""
+    if cfg.mixer == "hybrid":
+        return ["attention" if i % 2 else "ssm" for i in range(cfg.n_layers)]
+    return [cfg.mixer] * cfg.n_layers
 
 
 def derived_sizes(cfg: ModelConfig) -> dict:
@@ -69,9 +88,11 @@ def param_counts(cfg: ModelConfig) -> dict[str, int]:
     """
     sizes = derived_sizes(cfg)
     D, L = cfg.d_model, cfg.n_layers
+    from .ssm import ssm_projection_params
+    n_ssm = layer_mixers(cfg).count("ssm")
     c = {"embedding": cfg.vocab_size * D, "head": 0 if cfg.tied_embeddings else cfg.vocab_size * D,
-         "attention": L * 4 * D * D, "norms": (2 * L + 1) * D, "mlp": 0, "router": 0,
-         "experts_total": 0, "experts_active": 0}
+         "attention": (L - n_ssm) * 4 * D * D, "ssm": n_ssm * ssm_projection_params(D, cfg.n_heads),
+         "norms": (2 * L + 1) * D, "mlp": 0, "router": 0, "experts_total": 0, "experts_active": 0}
     mult = 3 if cfg.mlp == "swiglu" else 2
     if cfg.is_moe:
         per_expert = mult * D * sizes["expert_d_ff"]
@@ -80,7 +101,8 @@ def param_counts(cfg: ModelConfig) -> dict[str, int]:
         c["experts_active"] = L * cfg.top_k * per_expert
     else:
         c["mlp"] = L * mult * D * sizes["d_ff"]
-    c["total"] = c["embedding"] + c["head"] + c["attention"] + c["norms"] + c["mlp"] + c["router"] + c["experts_total"]
+    c["total"] = (c["embedding"] + c["head"] + c["attention"] + c["ssm"] + c["norms"] + c["mlp"] + c["router"]
+                  + c["experts_total"])
     c["nonembedding"] = c["total"] - c["embedding"] - c["head"]
     c["active"] = c["total"] - c["experts_total"] + c["experts_active"]
     c["active_nonembedding"] = c["active"] - c["embedding"] - c["head"]
@@ -157,6 +179,9 @@ class RunConfig:
         for name, default in _LATER_FIELDS.items():
             if d.get(name) == default:
                 d.pop(name, None)
+        for name, default in _LATER_MODEL_FIELDS.items():
+            if d["model"].get(name) == default:
+                d["model"].pop(name, None)
         d.pop("keep_eval_checkpoints", None)    # what is saved, not what is trained
         return d
 
@@ -176,6 +201,7 @@ class RunConfig:
 
 
 _LATER_FIELDS = {"warmup_steps": None, "cooldown_frac": 0.2}
+_LATER_MODEL_FIELDS = {"mixer": "attention"}
 
 
 def warmup_steps_of(cfg: RunConfig, total: int) -> int:
@@ -205,3 +231,23 @@ def resolve_horizon(cfg: RunConfig, n_active: float) -> dict:
     tokens = steps * tps
     return {"steps": steps, "tokens": tokens, "flops_6nd": 6.0 * n_active * tokens,
             "tokens_per_param": tokens / n_active, "given": f"{cfg.horizon}={cfg.horizon_value:g}"}
+
+
+def decode_costs(cfg: ModelConfig, context: int, precision: str = "bf16") -> dict:
+    """What one generated token costs a model whose new token attends over ``context`` tokens (itself
+    included): forward matmul FLOPs as a matmul-level counter sees them (``FlopCounterMode``; the weights'
+    ``2 N`` with the head's one V x D product, plus each mixer's own term: attention reads the key/value
+    cache, ``4 context d_model`` per block; an SSM block updates and reads its K x K state per head,
+    ``4 d_model head_dim``, whatever the context) and the bytes held per sequence (key/value cache or SSM
+    state) at ``precision``."""
+    from ..accounting import BYTES_PER_PARAM, kv_cache_bytes
+    mixers = layer_mixers(cfg)
+    n_attn, n_ssm = mixers.count("attention"), mixers.count("ssm")
+    K = cfg.d_model // cfg.n_heads
+    c = param_counts(cfg)
+    weights = 2.0 * (c["active_nonembedding"] - c["norms"] - 2 * n_ssm * cfg.n_heads) + 2.0 * cfg.vocab_size * cfg.d_model
+    mixer_flops = 4.0 * n_attn * context * cfg.d_model + 4.0 * n_ssm * cfg.d_model * K
+    cache = kv_cache_bytes(n_attn, cfg.n_heads, K, context, precision=precision) if n_attn else 0.0
+    state = n_ssm * cfg.n_heads * K * K * BYTES_PER_PARAM[precision]
+    return {"decode_flops_per_token": weights + mixer_flops, "sequence_state_bytes": cache + state,
+            "kv_cache_bytes": cache, "ssm_state_bytes": state, "context": context, "precision": precision}

@@ -82,11 +82,15 @@ class TokenData:
     corpus_hash: str
     tokenizer: str
     n_documents: int
+    curation: dict | None = None       # what curation removed from the training split (None: the raw corpus)
 
     def describe(self) -> dict:
-        return {"corpus": self.corpus, "corpus_hash": self.corpus_hash, "tokenizer": self.tokenizer,
-                "vocab_size": self.vocab_size, "train_tokens": int(self.train.size), "val_tokens": int(self.val.size),
-                "n_documents": self.n_documents}
+        out = {"corpus": self.corpus, "corpus_hash": self.corpus_hash, "tokenizer": self.tokenizer,
+               "vocab_size": self.vocab_size, "train_tokens": int(self.train.size), "val_tokens": int(self.val.size),
+               "n_documents": self.n_documents}
+        if self.curation:
+            out["curation"] = self.curation
+        return out
 
 
 def _fingerprint(corpus: str) -> tuple[str, list[tuple[str, bytes]] | None]:
@@ -114,24 +118,34 @@ def _documents(corpus: str) -> list[tuple[str, bytes]]:
 
 def load_tokens(corpus: str = "stdlib", tokenizer: str = "byte", *, bpe_vocab: int = 1024) -> TokenData:
     """Tokenize ``corpus`` (``"stdlib"``, a folder, a text file, a JSONL file with ``text``, or a
-    procedural task corpus ``task:KIND:DIGITS[:FORMAT]``) once and cache it; later calls memory-map
-    the cache."""
+    procedural task corpus ``task:KIND:DIGITS[:FORMAT]``, optionally with a curation suffix ``+dedup``,
+    ``+filtered`` or ``+curated`` for the training split, :mod:`.curation`) once and cache it; later calls
+    memory-map the cache."""
+    from .curation import split_corpus_filter
     if tokenizer not in ("byte", "bpe"):
         raise ValueError(f"tokenizer must be 'byte' or 'bpe', not {tokenizer!r}")
-    fp, docs = _fingerprint(corpus)
-    tag = "byte" if tokenizer == "byte" else f"bpe{bpe_vocab}"
+    base, how = split_corpus_filter(corpus)
+    fp, docs = _fingerprint(base)
+    tag = ("byte" if tokenizer == "byte" else f"bpe{bpe_vocab}") + (f"-{how}" if how else "")
     folder = cache_dir() / "tokens" / f"{fp}-{tag}"
     meta_path = folder / "meta.json"
     if not meta_path.exists():
-        docs = docs if docs is not None else _documents(corpus)
+        docs = docs if docs is not None else _documents(base)
         folder.mkdir(parents=True, exist_ok=True)
-        content = hashlib.sha256()
-        train_docs, val_docs = [], []
-        for name, data in docs:
-            content.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
-            (val_docs if is_val(name) else train_docs).append(data)
+        train_named = [(name, data) for name, data in docs if not is_val(name)]
+        val_docs = [data for name, data in docs if is_val(name)]
         if not val_docs:  # tiny corpora: keep at least one document for validation
-            val_docs.append(train_docs.pop())
+            val_docs.append(train_named.pop()[1])
+        curation = None
+        if how:
+            from .curation import curate
+            train_named, curation = curate(train_named, how)
+            if not train_named:
+                raise ValueError(f"corpus {corpus!r}: curation ({how}) removed every training document")
+        content = hashlib.sha256()
+        for name, data in docs if not how else train_named:
+            content.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+        train_docs = [data for _, data in train_named]
         sep = b"\n\n"
         if tokenizer == "byte":
             arrays = {"train": np.frombuffer(sep.join(train_docs), dtype=np.uint8),
@@ -144,14 +158,16 @@ def load_tokens(corpus: str = "stdlib", tokenizer: str = "byte", *, bpe_vocab: i
             arr.tofile(tmp)
             os.replace(tmp, folder / f"{split}.bin")
         meta = {"corpus": corpus, "corpus_hash": content.hexdigest()[:16], "tokenizer": tag, "vocab_size": vocab,
-                "dtype": str(arrays["train"].dtype), "n_documents": len(docs)}
+                "dtype": str(arrays["train"].dtype), "n_documents": len(train_docs) + len(val_docs),
+                "curation": curation}
         tmp = folder / "meta.json.tmp"
         tmp.write_text(json.dumps(meta))
         os.replace(tmp, meta_path)
     meta = json.loads(meta_path.read_text())
     mm = {s: np.memmap(folder / f"{s}.bin", dtype=meta["dtype"], mode="r") for s in ("train", "val")}
     return TokenData(train=mm["train"], val=mm["val"], vocab_size=meta["vocab_size"], corpus=corpus,
-                     corpus_hash=meta["corpus_hash"], tokenizer=meta["tokenizer"], n_documents=meta["n_documents"])
+                     corpus_hash=meta["corpus_hash"], tokenizer=meta["tokenizer"].removesuffix(f"-{how}" if how else ""),
+                     n_documents=meta["n_documents"], curation=meta.get("curation"))
 
 
 def _bpe_encode(train_docs, val_docs, vocab_size, folder):

@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 
 from ..store import Run, RunStore
-from .config import ModelConfig, RunConfig, branch_step_of, param_counts, resolve_horizon
+from .config import MIXERS, ModelConfig, RunConfig, branch_step_of, param_counts, resolve_horizon
 from .executors import Executor, InlineExecutor, Task
 from .run import run_id_of, to_store_record, trunk_id_of
 
@@ -45,6 +45,7 @@ class LadderSpec:
     verify_multiplier: float = 10.0        # verification run at this x the largest budget
     n_experts: int = 4
     top_k: int = 2
+    mixer: str = "attention"               # attention | ssm | hybrid (the sequence mixer of every shape)
     optimizer: str = "adamw"               # adamw | muon
     seq_len: int = 128
     batch_size: int = 16
@@ -78,6 +79,8 @@ class LadderSpec:
             raise ValueError(f"unknown families {sorted(bad)}; choose dense and/or moe")
         if self.optimizer not in ("adamw", "muon"):
             raise ValueError(f"optimizer must be 'adamw' or 'muon', not {self.optimizer!r}")
+        if self.mixer not in MIXERS:
+            raise ValueError(f"mixer must be one of {', '.join(MIXERS)}, not {self.mixer!r}")
         if self.schedule not in ("cosine", "wsd"):
             raise ValueError(f"schedule must be 'cosine' or 'wsd', not {self.schedule!r}")
         if not self.verify_multiplier > 0 or not math.isfinite(self.verify_multiplier):
@@ -135,7 +138,8 @@ def shape_family(spec: LadderSpec, vocab_size: int, family: str) -> list[ModelCo
         base = d / 32
         head = 8 if d < 64 else 16
         for layers in sorted({max(1, min(48, round(base * f))) for f in (0.67, 1.0, 1.5)}):
-            kw = dict(vocab_size=vocab_size, d_model=d, n_layers=layers, n_heads=d // head, seq_len=spec.seq_len)
+            kw = dict(vocab_size=vocab_size, d_model=d, n_layers=layers, n_heads=d // head, seq_len=spec.seq_len,
+                      mixer=spec.mixer)
             if family == "moe":
                 kw.update(n_experts=spec.n_experts, top_k=spec.top_k, iso_active=True)
             shapes.append(ModelConfig(**kw))

@@ -12,8 +12,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import ModelConfig, derived_sizes, param_counts
+from .config import ModelConfig, derived_sizes, layer_mixers, param_counts
 from .moe import MoEMLP
+from .ssm import SelectiveSSM, ssm_projection_params
 
 ATTENTION_CONVENTIONS = ("full", "causal")
 
@@ -164,11 +165,11 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, mixer: str = "attention"):
         super().__init__()
         sizes = derived_sizes(cfg)
         self.norm1, self.norm2 = RMSNorm(cfg.d_model), RMSNorm(cfg.d_model)
-        self.attn = Attention(cfg)
+        self.attn = Attention(cfg) if mixer == "attention" else SelectiveSSM(cfg)
         self.mlp = MoEMLP(cfg, sizes["expert_d_ff"]) if cfg.is_moe else MLP(cfg.d_model, sizes["d_ff"], cfg.mlp)
 
     def forward(self, x_BTD, cos_TK, sin_TK, cache=None):
@@ -187,7 +188,7 @@ class GPT(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(Block(cfg, mixer) for mixer in layer_mixers(cfg))
         self.norm = RMSNorm(cfg.d_model)
         self.head = None if cfg.tied_embeddings else nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         cos, sin = rotary_tables(cfg.seq_len, cfg.d_model // cfg.n_heads)
@@ -243,8 +244,10 @@ class GPT(nn.Module):
         """Forward matmul FLOPs per token, by structure (active experts only).
 
         ``attention="full"`` counts QK^T and AV over the whole T x T matrix (4 T D per layer, what a
-        matmul-level counter sees); ``"causal"`` counts the unmasked half. The embedding lookup is no
-        matmul; a tied head is one (V x D). ``training`` = 3 x ``forward`` (backward = 2 x forward).
+        matmul-level counter sees); ``"causal"`` counts the unmasked half. An SSM block's parallel (dual)
+        form computes the same T x T products (``attention_scores`` covers both mixers); its projections
+        are ``ssm_proj``. The embedding lookup is no matmul; a tied head is one (V x D). ``training`` =
+        3 x ``forward`` (backward = 2 x forward).
         """
         if attention not in ATTENTION_CONVENTIONS:
             raise ValueError(f"attention convention must be one of {ATTENTION_CONVENTIONS}")
@@ -252,7 +255,9 @@ class GPT(nn.Module):
         T = cfg.seq_len if seq_len is None else seq_len
         D, L = cfg.d_model, cfg.n_layers
         mult = 3 if cfg.mlp == "swiglu" else 2
-        dense = {"attention_proj": 2 * L * 4 * D * D,
+        n_ssm = layer_mixers(cfg).count("ssm")
+        ssm_proj = ssm_projection_params(D, cfg.n_heads) - 2 * cfg.n_heads     # the step bias and decay: no matmul
+        dense = {"attention_proj": 2 * (L - n_ssm) * 4 * D * D, "ssm_proj": 2 * n_ssm * ssm_proj,
                  "attention_scores": 4 * L * T * D * (0.5 if attention == "causal" else 1.0),
                  "mlp": 2 * L * mult * D * (cfg.top_k * sizes["expert_d_ff"] if cfg.is_moe else sizes["d_ff"]),
                  "router": 2 * L * D * cfg.n_experts, "head": 2 * D * cfg.vocab_size}
