@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from scalinglab import cost
 from scalinglab.accounting import kv_cache_bytes
 from scalinglab.cli import app
-from scalinglab.economics import moe_multiplier_intervals
+from scalinglab.comparison import moe_multiplier_intervals
 from scalinglab.laws import preset
 from scalinglab.train.config import ModelConfig
 from scalinglab.train.model import GPT

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from scalinglab import cli, cost
+from scalinglab import cost
 from scalinglab._units import format_quantity
-from scalinglab.cli import app
+from scalinglab.cli import _common, app
+from scalinglab.cli import lab as cli_lab
 from scalinglab.importers import parse_runs
 from scalinglab.report.html import render_report
 from scalinglab.store import RunStore, Run
@@ -37,7 +38,7 @@ def _refused(r, *needles):
 def test_fail_keeps_square_brackets():
     r = CliRunner().invoke(app, ["export", "runs.parquet", "--store", "/nonexistent/x.db"])
     _refused(r, "no run store")
-    assert "[" not in cli.escape("a") and cli.escape("[report]") != "[report]"     # what _fail relies on
+    assert "[" not in _common.escape("a") and _common.escape("[report]") != "[report]"     # what _fail relies on
 
 
 @pytest.mark.parametrize("args, extra, module", [
@@ -222,7 +223,7 @@ def test_help_texts_document_the_formats():
     assert "task_loss" in scores and "forecastandgateneed" in scores and "model,N,D,task,metric,value" in scores
     ladder = _help("ladder")
     assert "task:KIND:DIGITS[:FORMAT]" in ladder
-    assert squeeze(cli.PRESET_WALL_TIMES["quick"]) in ladder and squeeze(cli.PRESET_WALL_TIMES["smoke"]) in ladder
+    assert squeeze(cli_lab.PRESET_WALL_TIMES["quick"]) in ladder and squeeze(cli_lab.PRESET_WALL_TIMES["smoke"]) in ladder
 
 
 # --------------------------------------------------------------------------------------------- report

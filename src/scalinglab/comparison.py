@@ -295,3 +295,25 @@ def _verdict(slope, slope_iv, mean, level) -> tuple[str, str]:
         side = "better" if m_iv[0] > 1 else "worse"
         return VERDICTS[0], f"{s_text} covers 0 and the {m_text} excludes 1 (the candidate is {side} by a steady factor)"
     return VERDICTS[3], f"{s_text} covers 0 and the {m_text} covers 1"
+
+
+def moe_multiplier_intervals(dense, moe, budgets, level: float = 0.95) -> list[dict]:
+    """Compute multiplier of MoE over dense at each budget with bootstrap intervals: the dense compute
+    reaching the MoE frontier's loss, divided by the budget (both laws over active parameters; the two
+    laws' own bootstrap samples, paired by index; :mod:`scalinglab.comparison` resamples runs jointly)."""
+
+    budgets = np.asarray(budgets, float)
+    point = compute_multiplier(dense.params_, moe.params_, budgets)
+    moe_loss = frontier_loss(frontier_params(moe.params_), budgets)
+    R = 0
+    if dense.has_intervals and moe.has_intervals:
+        R = min(len(dense.bootstrap_params_["E"]), len(moe.bootstrap_params_["E"]), 300)
+    samples = compute_multiplier({k: v[:R, None] for k, v in dense.bootstrap_params_.items()},
+                                 {k: v[:R, None] for k, v in moe.bootstrap_params_.items()}, budgets[None, :]) if R else None
+    rows = []
+    for j, C in enumerate(budgets):
+        row = {"budget": float(C), "multiplier": float(point[j]), "moe_loss": float(moe_loss[j])}
+        if R and np.isfinite(samples[:, j]).sum() > 10:
+            row["interval"] = [float(x) for x in percentile_interval(samples[np.isfinite(samples[:, j]), j], level)]
+        rows.append(row)
+    return rows

@@ -193,3 +193,54 @@ def plan_inference_aware(law: ChinchillaLaw, target: float, inference_tokens: fl
             "chinchilla_optimal": {"N": n_c, "D": d_c, "total_flops": total_c},
             "flops_saved_fraction": 1.0 - (6 * n * d + 2 * n * inference_tokens) / total_c,
             "extrapolation": extrapolation(law, 6 * n * d, n)}
+
+
+def make_plans(law, source: str, *, compute: float | None = None, params=None, unique_tokens: float | None = None,
+               target_loss: float | None = None, inference_tokens: float | None = None,
+               total_per_active: float | None = None, hardware: str | Hardware = "H100", mfu: float = 0.4) -> dict:
+    """Every plan the given quantities ask for under ``law`` (named ``source``), as ``scalinglab plan`` shows them.
+
+    Args:
+        compute: FLOPs: the compute-optimal plan with its cost on ``hardware`` at ``mfu`` (the data-constrained
+            plan instead, with ``unique_tokens``).
+        params: model sizes: compute-optimal tokens for each (a Chinchilla-form law).
+        unique_tokens: unique tokens available, with ``compute``: the data-constrained plan; a law that is not
+            data-constrained takes R_D*/R_N* from the muennighoff-2023 preset.
+        target_loss: the cheapest N, D reaching it.
+        inference_tokens: lifetime inference tokens: the inference-aware plan for ``target_loss`` (else for the
+            loss of the compute-optimal model at ``compute``).
+        total_per_active: MoE total/active parameter ratio: adds the memory of the compute-optimal and
+            inference-aware plans (the law is over active parameters).
+
+    Returns:
+        ``{"law": source, "plans": {...}}`` with ``note`` where the data-constrained law was assembled.
+    """
+    out: dict = {"law": source, "plans": {}}
+    plans = out["plans"]
+    if params is not None:
+        plans["by_params"] = plan_for_params(law, params)
+    if unique_tokens is not None:
+        dcl = law
+        if not isinstance(law, DataConstrainedLaw):
+            from .laws import preset
+            p = dict(preset("muennighoff-2023").params_)
+            p.update({k: law.params_[k] for k in ("E", "A", "B", "alpha", "beta")})
+            dcl = DataConstrainedLaw.from_params(**p)
+            out["note"] = "data-constrained plan: base law from " + source + ", R_D*/R_N* from muennighoff-2023"
+        plans["data_constrained"] = plan_data_constrained(dcl, compute, unique_tokens)
+    if target_loss is not None:
+        plans["target_loss"] = plan_target_loss(law, target_loss)
+    if inference_tokens is not None:
+        target = target_loss if target_loss is not None else float(law.predict(*law.compute_optimal(compute)))
+        plans["inference_aware"] = plan_inference_aware(law, target, inference_tokens)
+    if compute is not None and unique_tokens is None:
+        plans["compute_optimal"] = plan_compute(law, compute)
+        plans["compute_optimal"]["cost"] = flops_to_gpu_hours(compute, hardware, mfu)
+    if total_per_active:
+        for key in ("compute_optimal", "inference_aware"):
+            if key in plans:
+                n_act = plans[key].get("N_opt", plans[key].get("N"))
+                plans[key]["moe"] = {"N_active": n_act, "N_total": n_act * total_per_active,
+                                     "weight_bytes_bf16": 2.0 * n_act * total_per_active,
+                                     "note": "the law is over active parameters: compute follows N_active, memory N_total"}
+    return out

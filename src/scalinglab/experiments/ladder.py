@@ -555,7 +555,7 @@ def _verification_figure(store, run, forecast, out_dir) -> list[str]:
 
 def _moe_multiplier(store, spec, report) -> dict:
     """Compute multiplier of MoE over dense at equal active compute, with bootstrap intervals."""
-    from ..economics import moe_multiplier_intervals
+    from ..comparison import moe_multiplier_intervals
     from ..laws import law_from_dict
     laws = {f: law_from_dict(store.fit(report["families"][f]["fits"]["chinchilla"]["fit_id"])["payload"])
             for f in ("dense", "moe")}

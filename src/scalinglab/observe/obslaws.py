@@ -16,7 +16,8 @@ Language Model Performance" (https://arxiv.org/abs/2405.10938):
 Backtests (:func:`backtest`): leave-one-family-out and a compute cut-off (fit below, predict above), each
 refitted on bootstrap resamples of the fitted models (pairs) for a confidence interval and, with the
 residual noise added, a prediction interval whose coverage is reported. :func:`leaning` says which fitted
-models a forecast leans on (the change in the forecast when each one is left out).
+models a forecast leans on (the change in the forecast when each one is left out). :func:`forecast_at_compute`
+forecasts the target for a planned model of a family, with a prediction interval of the same kind.
 """
 from __future__ import annotations
 
@@ -176,6 +177,31 @@ class ObservationalLaw:
                 "components": self.components_.tolist(), "floor": self.floor_, "ceiling": self.ceiling_,
                 "weights": self.weights_.tolist(), "bias": self.bias_, "residual_sd": self.residual_sd_,
                 "n_fitted": self.n_fitted_, "compute_efficiency_log10_flops": self.efficiency_}
+
+
+def forecast_at_compute(table: ModelTable, law: ObservationalLaw, compute: float, family: str, *,
+                        n_bootstrap: int = 200, level: float = 0.95, seed: int = 0) -> dict:
+    """The target for a model of ``family`` trained with ``compute`` FLOPs under ``law`` (fitted on ``table``),
+    with a prediction interval: refits on bootstrap resamples of the models (pairs), each with its residual
+    noise added; and how far beyond the family's largest compute the forecast reaches.
+
+    Raises:
+        KeyError: ``family`` has no model with compute.
+    """
+    rng = np.random.default_rng(seed)
+    point = float(law.predict_at_compute(compute, family)[0])
+    draws = []
+    for _ in range(n_bootstrap):
+        try:
+            b = dataclasses.replace(law).fit(table.subset(rng.integers(0, len(table), len(table))))
+            draws.append(float(b.predict_at_compute(compute, family)[0]) + rng.standard_normal() * b.residual_sd_)
+        except (ValueError, KeyError, np.linalg.LinAlgError):
+            continue
+    a = (1 - level) / 2
+    iv = [float(np.clip(v, 0, 1)) for v in np.quantile(draws, [a, 1 - a])] if draws else None
+    fam_c = table.C[(table.family == family) & np.isfinite(table.C)]
+    return {"compute_flops": compute, "family": family, "score": point, "prediction_interval": iv,
+            "n_bootstrap": len(draws), "extrapolation_factor": float(compute / fam_c.max()) if len(fam_c) else None}
 
 
 def _bootstrap_predictions(train: ModelTable, test: ModelTable, law_kw: dict, n_bootstrap: int, rng) -> tuple:

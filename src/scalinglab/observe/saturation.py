@@ -110,3 +110,12 @@ def saturation(table: ModelTable, *, benchmarks=None, n_bootstrap: int = 100, le
                         "dates": [None if not np.isfinite(v) else float(v) for v in sub.date]},
             "benchmarks": out, "residual_sd": float(np.sqrt(np.nanmean((P - S) ** 2))), "level": level,
             "n_bootstrap": len(boots)}
+
+
+def ability(table: ModelTable) -> np.ndarray:
+    """Each model's latent ability across the benchmarks (the :func:`saturation` model, no bootstrap); NaN for a
+    model with no score."""
+    sat = saturation(table, n_bootstrap=0)
+    value = np.full(len(table), np.nan)
+    value[np.isin(table.model, sat["ability"]["models"])] = sat["ability"]["values"]
+    return value

@@ -1,4 +1,5 @@
-"""Commands for public model tables: ``models import|list``, ``trends``, ``observe law|backtest|saturation``.
+"""Public model tables, no training: the ``models`` group (import, list), ``trends``, the ``observe`` group (law,
+backtest, saturation).
 
 Heavy modules (numpy's analyses, scipy, matplotlib) are imported inside the command bodies.
 """
@@ -9,9 +10,9 @@ from typing import Optional
 
 import typer
 
-from .cli import JsonOpt, StoreOpt, _App, _emit_json, _fail, console
-from .importers import ImportFormatError
-from .store import RunStore, StoreError
+from ..importers import ImportFormatError
+from ..store import RunStore, StoreError
+from ._common import JsonOpt, StoreOpt, Table, _App, _check_on_duplicate, _emit_json, _fail, _q, app, console
 
 models_app = _App(help="Public model tables (parameters, tokens, dates, benchmark scores).", no_args_is_help=True)
 observe_app = _App(help="Observational scaling laws from public model tables (no training).", no_args_is_help=True)
@@ -23,16 +24,9 @@ BootOpt = typer.Option(1000, "--bootstrap", help="Bootstrap resamples.")
 LevelOpt = typer.Option(0.95, "--level", help="Interval level.")
 
 
-def register(app: typer.Typer) -> None:
-    """Add the commands to the main app."""
-    app.add_typer(models_app, name="models")
-    app.add_typer(observe_app, name="observe")
-    app.command("trends")(trends_cmd)
-
-
 def _load(table: Optional[Path], example: bool, store: Path, collection: Optional[str]):
     """The model table asked for: a file, the bundled example, or the store (refused when there is none)."""
-    from .observe.tables import ModelTable, parse_model_table
+    from ..observe.tables import ModelTable, parse_model_table
     if table is not None and example:
         _fail("give --table or --example, not both")
     try:
@@ -53,12 +47,12 @@ def _load(table: Optional[Path], example: bool, store: Path, collection: Optiona
     return ModelTable.from_rows(rows)
 
 
-def _parsed(value: Optional[str], option: str, parse=None):
+def _value(value: Optional[str], option: str, parse=None):
     """``value`` read by ``parse`` (default: a quantity such as 1e24 or 3.2T), refused with the option named."""
     if value is None:
         return None
     if parse is None:
-        from ._units import parse_quantity as parse
+        from .._units import parse_quantity as parse
     try:
         return parse(value)
     except ValueError as e:
@@ -88,9 +82,8 @@ def models_import_cmd(files: list[Path] = typer.Argument(None, help="A model tab
       model,family,params,tokens,date,mmlu,gsm8k,source
       LLaMA 7B,llama,6.7B,1.0T,2023-02-24,35.1,11.0,Touvron et al. 2023
     """
-    from .observe.tables import SCALES, example_path, parse_harness_models, parse_model_table
-    if on_duplicate not in ("error", "skip", "replace"):
-        _fail(f"--on-duplicate must be error, skip or replace, not {on_duplicate!r}")
+    from ..observe.tables import SCALES, example_path, parse_harness_models, parse_model_table
+    _check_on_duplicate(on_duplicate)
     if scale not in SCALES:
         _fail(f"--scale must be one of {', '.join(SCALES)}, not {scale!r}")
     files = list(files or [])
@@ -128,9 +121,6 @@ def models_list_cmd(table: Optional[Path] = TableOpt, example: bool = ExampleOpt
                     collection: Optional[str] = CollectionOpt, as_json: bool = JsonOpt):
     """The models of a table: family, N, D, C, date, scores and source."""
     import numpy as np
-    from .cli import Table
-
-    from ._units import format_quantity
     t = _load(table, example, store, collection)
     num = lambda x: None if not np.isfinite(x) else float(x)  # noqa: E731
     rows = [{"model": t.model[i], "family": t.family[i], "N": num(t.N[i]), "N_active": num(t.N_active[i]),
@@ -142,15 +132,15 @@ def models_list_cmd(table: Optional[Path] = TableOpt, example: bool = ExampleOpt
     tab = Table(title=f"{len(t)} models")
     for h in ("model", "family", "N", "D", "C", "date", *t.benchmarks):
         tab.add_column(h, justify="left" if h in ("model", "family") else "right")
-    q = lambda x: "-" if x is None else format_quantity(x)  # noqa: E731
     for r in rows:
-        tab.add_row(r["model"], r["family"], q(r["N"]), q(r["D"]), "-" if r["C"] is None else f"{r['C']:.2e}",
+        tab.add_row(r["model"], r["family"], _q(r["N"]), _q(r["D"]), "-" if r["C"] is None else f"{r['C']:.2e}",
                     "-" if r["date"] is None else f"{r['date']:.2f}",
                     *("-" if b not in r["scores"] else f"{r['scores'][b]:.3f}" for b in t.benchmarks))
     console.print(tab, markup=False)
 
 
 # ---------------------------------------------------------------------------------------------- trends
+@app.command("trends")
 def trends_cmd(metric: str = typer.Option("compute", help="compute, params, tokens, ability (one latent trait across benchmarks), or a benchmark."),
                frontier: str = typer.Option("all", help="all, or top (the top --k by date)."),
                k: int = typer.Option(3, "--k", help="With --frontier top: models among the top k at their release."),
@@ -176,19 +166,15 @@ def trends_cmd(metric: str = typer.Option("compute", help="compute, params, toke
         _fail(f"--transform must be log, logit or none, not {transform!r}")
     if bootstrap < 0 or power_sims < 0:
         _fail("--bootstrap and --power-sims must be non-negative")
-    from .observe.tables import decimal_year
-    br = _parsed(breakpoint, "--break", decimal_year)
+    from ..observe.tables import decimal_year
+    br = _value(breakpoint, "--break", decimal_year)
     t = _load(table, example, store, collection)
     if metric == "ability":                      # the latent ability across benchmarks (observe saturation)
-        import numpy as np
-
-        from .observe.saturation import saturation
+        from ..observe.saturation import ability
         try:
-            sat = saturation(t, n_bootstrap=0)
+            value = ability(t)
         except ValueError as e:
             _fail(f"ability: {e}")
-        value = np.full(len(t), np.nan)
-        value[np.isin(t.model, sat["ability"]["models"])] = sat["ability"]["values"]
         transform = transform or "none"
     else:
         try:
@@ -197,8 +183,8 @@ def trends_cmd(metric: str = typer.Option("compute", help="compute, params, toke
             _fail(str(e.args[0]))
     import numpy as np
 
-    from .forecast.tasklaws import chance_level
-    from .observe.trends import trend_report
+    from ..forecast.tasklaws import chance_level
+    from ..observe.trends import trend_report
     is_score = metric in t.benchmarks
     transform = transform or ("logit" if is_score else "log")
     chance = (chance_level(metric) if is_score else 0.0) if chance is None else chance
@@ -214,7 +200,7 @@ def trends_cmd(metric: str = typer.Option("compute", help="compute, params, toke
         _fail(f"{metric}: {e}")
     rep["figures"] = []
     if out is not None:
-        from .report.observe_figures import trend_figure
+        from ..report.observe_figures import trend_figure
         rep["figures"] = trend_figure(rep, t.date, value, out)
     if as_json:
         return _emit_json(rep)
@@ -273,38 +259,22 @@ def observe_law_cmd(target: str = typer.Option(..., help="Benchmark to forecast 
     """Fit the observational law (Ruan et al. 2024): capability space, per-family compute-efficiency,
     sigmoid map to the target; optionally forecast the target at a compute for a family."""
     _level(level)
-    C = _parsed(compute, "--compute")
+    C = _value(compute, "--compute")
     if C is not None:
         if not (C > 0) or family is None:
             _fail("--compute must be positive and goes with --family")
     t = _load(table, example, store, collection)
     _target(t, target, components)
-    import numpy as np
-
-    from .observe.obslaws import ObservationalLaw, _bootstrap_predictions, leaning
-    kw = {"target": target, "n_components": components, "fit_ceiling": fit_ceiling}
+    from ..observe.obslaws import ObservationalLaw, forecast_at_compute
     try:
-        law = ObservationalLaw(**kw).fit(t)
+        law = ObservationalLaw(target=target, n_components=components, fit_ceiling=fit_ceiling).fit(t)
     except ValueError as e:
         _fail(str(e))
     out = {"law": law.to_dict(), "fitted_models": [str(m) for m in law.fitted_models_], "forecast": None}
     if C is not None:
         if family not in law.families_:
             _fail(f"--family {family!r} has no model with compute; families: {', '.join(law.families_)}")
-        rng = np.random.default_rng(seed)
-        point = float(law.predict_at_compute(C, family)[0])
-        draws = []
-        for _ in range(bootstrap):
-            try:
-                b = ObservationalLaw(**kw).fit(t.subset(rng.integers(0, len(t), len(t))))
-                draws.append(float(b.predict_at_compute(C, family)[0]) + rng.standard_normal() * b.residual_sd_)
-            except (ValueError, KeyError, np.linalg.LinAlgError):
-                continue
-        a = (1 - level) / 2
-        iv = [float(np.clip(v, 0, 1)) for v in np.quantile(draws, [a, 1 - a])] if draws else None
-        fam_c = t.C[(t.family == family) & np.isfinite(t.C)]
-        out["forecast"] = {"compute_flops": C, "family": family, "score": point, "prediction_interval": iv,
-                           "n_bootstrap": len(draws), "extrapolation_factor": float(C / fam_c.max()) if len(fam_c) else None}
+        out["forecast"] = forecast_at_compute(t, law, C, family, n_bootstrap=bootstrap, level=level, seed=seed)
     if as_json:
         return _emit_json(out)
     d = out["law"]
@@ -342,15 +312,15 @@ def observe_backtest_cmd(target: str = typer.Option(..., help="Benchmark to fore
         _fail("--bootstrap must be at least 1")
     if cutoff is not None and kind != "cutoff":
         _fail("--cutoff goes with --kind cutoff")
-    cut = _parsed(cutoff, "--cutoff")
+    cut = _value(cutoff, "--cutoff")
     t = _load(table, example, store, collection)
     _target(t, target, components)
-    from .observe.obslaws import backtest
+    from ..observe.obslaws import backtest
     res = backtest(t, target=target, kind=kind, n_components=components, cutoff=cut, n_bootstrap=bootstrap,
                    level=level, seed=seed, fit_ceiling=fit_ceiling)
     res["figures"] = []
     if out is not None:
-        from .report.observe_figures import backtest_figure
+        from ..report.observe_figures import backtest_figure
         res["figures"] = backtest_figure(res, out, stem=f"observe_{kind}_{target}")
     if as_json:
         return _emit_json(res)
@@ -386,14 +356,14 @@ def observe_saturation_cmd(bootstrap: int = typer.Option(100, "--bootstrap"), le
     if bootstrap < 0:
         _fail("--bootstrap must be non-negative")
     t = _load(table, example, store, collection)
-    from .observe.saturation import saturation
+    from ..observe.saturation import saturation
     try:
         res = saturation(t, n_bootstrap=bootstrap, level=level, seed=seed)
     except ValueError as e:
         _fail(str(e))
     res["figures"] = []
     if out is not None:
-        from .report.observe_figures import saturation_figure
+        from ..report.observe_figures import saturation_figure
         res["figures"] = saturation_figure(res, out)
     if as_json:
         return _emit_json(res)
