@@ -317,3 +317,79 @@ def sample_cmd(checkpoint: Optional[Path] = typer.Argument(None, help="Checkpoin
         console.print(f"{r['run_id']}: N_active={r['n_active']:,}, {r['samples']} samples of {r['task']}, pass@1 "
                       f"{r['pass_at_1']:.4f}, {r['tokens_per_sample']:.1f} tokens and {r['flops_per_sample']:.3g} FLOPs per sample", markup=False)
     console.print(f"analyse with: scalinglab passk --store {store} --task {task}:{fmt}", markup=False)
+
+
+@app.command("matched-compute")
+def matched_compute_cmd(task: str = typer.Option(..., help="KIND:DIGITS sampled in both formats, e.g. multiplication:2."),
+                        small: Optional[str] = typer.Option(None, help="The smaller model, as its samples name it "
+                                                            "(default: the fewest active parameters sampled in both formats)."),
+                        large: Optional[str] = typer.Option(None, help="The larger model, as its samples name it "
+                                                            "(default: the most active parameters)."),
+                        k: str = typer.Option("1,2,4,8,16,32", help="Samples per query, comma-separated."),
+                        tpr: float = typer.Option(0.9, help="The imperfect verifier's true-positive rate."),
+                        fpr: float = typer.Option(0.1, help="The imperfect verifier's false-positive rate."),
+                        levels: int = typer.Option(3, min=1, max=10, help="Difficulty levels (bins of the smaller model's success)."),
+                        queries: str = typer.Option("1e3,1e6,1e9", help="Query counts for the total-cost view."),
+                        store: Path = StoreOpt, out: Path = typer.Option(Path("scalinglab-out/testtime")),
+                        figures: bool = typer.Option(True), as_json: bool = JsonOpt):
+    """Thinking longer (scratchpad) vs sampling more (majority, verifiers) vs a larger model, at matched inference FLOPs.
+
+    Reads the samples `scalinglab sample` wrote for both formats of both models: accuracy against inference FLOPs
+    per query, per difficulty level the compute-optimal choice, the exchange rate (the smaller model's FLOPs per
+    query that reach the larger model's one-sample accuracy) and training plus serving cost at --queries."""
+    ks = _quantities(k, "--k", lo=1, lo_open=False, hi=1_000_000)
+    if any(x != int(x) for x in ks):
+        _fail(f"--k takes whole sample counts, got {k!r}")
+    qs = _quantities(queries, "--queries", lo=1, lo_open=False, hi=1e18)
+    _finite(tpr, "--tpr", lo=0, hi=1)
+    _finite(fpr, "--fpr", lo=0, hi=1)
+    _task(task)
+    _existing_store(store)
+    from ..testtime.matched import matched_compute_from_store
+    try:
+        with RunStore(store, readonly=True) as st:
+            rep = matched_compute_from_store(st, task, small, large, ks=[int(x) for x in ks], tpr=tpr, fpr=fpr,
+                                             n_bins=levels, queries=qs)
+    except ValueError as e:
+        _fail(str(e))
+    if figures:
+        from ..report.figures import matched_compute_figure
+        rep["figures"] = matched_compute_figure(rep, out)
+    if as_json:
+        return _emit_json(rep)
+    ratio = f", {rep['size_ratio']:.2g}x the active parameters" if "size_ratio" in rep else ""
+    console.print(f"{task}: {rep['problems']} problems, {rep['evaluation_samples']} evaluation samples per problem and "
+                  f"group; small {rep['small']}, large {rep['large']}{ratio}", markup=False)
+    table = Table(title="accuracy at k samples per query (all problems)")
+    for col in ("model", "format", "strategy", "FLOPs/sample") + tuple(f"k={x}" for x in rep["k"]):
+        table.add_column(col, justify="right")
+    for c in rep["curves"]:
+        table.add_row(c["model"], c["format"], c["strategy"], f"{c['flops_per_sample']:.3g}",
+                      *(f"{a:.3f}" for a in c["accuracy"]))
+    console.print(table)
+    table = Table(title="compute-optimal choice at the largest budget, by difficulty level")
+    for col in ("verifier", "level", "budget FLOPs", "model", "format", "strategy", "k", "accuracy"):
+        table.add_column(col, justify="right")
+    for o in rep["compute_optimal"]:
+        c = o["choices"][-1]
+        table.add_row(o["verifier"], str(o["level"]), f"{c['budget_flops']:.3g}", c["model"], c["format"],
+                      c["strategy"], str(c["k"]), f"{c['accuracy']:.3f}")
+    console.print(table)
+    table = Table(title="exchange rate: the small model's inference FLOPs for the large model's one-sample accuracy")
+    for col in ("level", "large format", "large acc", "small strategy", "small FLOPs/query", "x large's"):
+        table.add_column(col, justify="right")
+    for e in rep["exchange"]:
+        table.add_row(str(e["level"]), e["large_format"], f"{e['large_accuracy']:.3f}", e["small_strategy"],
+                      f"{e['small_flops_per_query']:.3g}" if e["small_flops_per_query"] else
+                      f"not reached (best {e['small_best_accuracy']:.3f})",
+                      f"{e['exchange_rate']:.2f}" if e["exchange_rate"] else "-")
+    console.print(table)
+    for t in rep.get("total_cost", []):
+        cross = t["crossover_queries"]
+        console.print(f"  total cost at the large model's {t['large_format']} accuracy ({t['accuracy']:.3f}), small with "
+                      f"{t['small_strategy']}: " + ("; ".join(
+                          f"{q['queries']:.0e} queries: small {q['small']:.3g} / large {q['large']:.3g} FLOPs"
+                          if q["small"] else f"{q['queries']:.0e} queries: small n/a / large {q['large']:.3g} FLOPs"
+                          for q in t["by_queries"]))
+                      + (f"; the large model is cheaper beyond {cross:.3g} queries" if cross else f"; {t.get('note', '')}"),
+                      highlight=False)

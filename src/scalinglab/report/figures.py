@@ -316,3 +316,38 @@ def compare_figure(result: dict, out: str | Path) -> list[str]:
         axis.set_minor_formatter(NullFormatter())
     ax2.yaxis.set_major_formatter(ScalarFormatter())
     return _save(fig, out, "compare")
+
+
+def matched_compute_figure(result: dict, out: str | Path) -> list[str]:
+    """Accuracy against inference FLOPs per query, one panel per difficulty level (and all problems): each
+    model and format (colour) with each way to spend samples (line style), k marked along each line."""
+    plt = _plt()
+    out = _out_dir(out)
+    n_levels = len(result["levels"])
+    fig, axes = plt.subplots(1, n_levels + 1, figsize=(3.6 * (n_levels + 1), 3.6), sharey=True)
+    styles = {"majority": "-", "verifier": "--", "exact": ":"}
+    colours = {}
+    sizes = result.get("n_active") or {}
+    for c in result["curves"]:
+        key = (c["model"], c["format"])
+        colours.setdefault(key, f"C{len(colours)}")
+        role = "small" if c["model"] == result["small"] else "large"
+        n = f", N={sizes[c['model']]:,.0f}" if sizes.get(c["model"]) else ""
+        for i, ax in enumerate(axes):
+            acc = c["accuracy"] if i == 0 else c["by_level"][i - 1]
+            label = f"{role} ({c['model'][:12]}{n}) {c['format']}, {c['strategy']}" if i == 0 else None
+            ax.plot(c["flops"], acc, styles[c["strategy"]], marker=".", ms=3, color=colours[key], label=label, lw=1)
+    for i, ax in enumerate(axes):
+        ax.set_xscale("log")
+        ax.set_xlabel("inference FLOPs per query")
+        if i == 0:
+            ax.set_title(f"{result['task']}: all {result['problems']} problems", fontsize=8)
+        else:
+            lv = result["levels"][i - 1]
+            lo, hi = lv["small_success_range"]
+            ax.set_title(f"level {lv['level']} ({lv['problems']} problems; small model {lo:.0%}-{hi:.0%})", fontsize=8)
+    axes[0].set_ylabel("accuracy")
+    axes[0].legend(fontsize=5, loc="upper left")
+    fig.suptitle(f"Thinking longer (scratchpad) vs sampling more (k = {result['k'][0]}..{result['k'][-1]}) vs a larger model; "
+                 f"verifier TPR {result['tpr']}, FPR {result['fpr']}", fontsize=8)
+    return _save(fig, out, "matched_compute")
