@@ -347,7 +347,7 @@ def matched_compute_figure(result: dict, out: str | Path) -> list[str]:
             lo, hi = lv["small_success_range"]
             ax.set_title(f"level {lv['level']} ({lv['problems']} problems; small model {lo:.0%}-{hi:.0%})", fontsize=8)
     axes[0].set_ylabel("accuracy")
-    axes[0].legend(fontsize=5, loc="upper left")
+    fig.legend(*axes[0].get_legend_handles_labels(), fontsize=6, loc="upper center", ncol=4, bbox_to_anchor=(0.5, -0.06))
     fig.suptitle(f"Thinking longer (scratchpad) vs sampling more (k = {result['k'][0]}..{result['k'][-1]}) vs a larger model; "
                  f"verifier TPR {result['tpr']}, FPR {result['fpr']}", fontsize=8)
     return _save(fig, out, "matched_compute")
