@@ -61,3 +61,17 @@ def test_a_curated_corpus_trains_on_less_and_validates_on_the_same_text(tmp_path
     assert cur.curation["removed"]["near-duplicate"] == copies > 0
     assert cur.train.size < raw.train.size and cur.corpus_hash != raw.corpus_hash
     assert load_tokens(f"{folder}+dedup").curation == cur.curation     # from the cache
+
+
+def test_the_cli_refuses_unknown_corpora_and_mixers_before_writing(tmp_path):
+    from typer.testing import CliRunner
+
+    from scalinglab.cli import app
+    for bad, msg in ((["--corpus", "nope+curated"], "+curated"), (["--corpus", "stdlib+clean"], "no such file"),
+                     (["--mixer", "rnn"], "attention, ssm, hybrid")):
+        r = CliRunner().invoke(app, ["ladder", "--preset", "smoke", "--store", str(tmp_path / "s.db"), *bad])
+        assert r.exit_code == 2 and msg in r.output, (bad, r.output)
+    r = CliRunner().invoke(app, ["compare", "--preset", "smoke", "--baseline", "dense", "--candidate", "x:data=clean",
+                                 "--store", str(tmp_path / "s.db")])
+    assert r.exit_code == 2 and "raw, dedup, filtered, curated" in r.output, r.output
+    assert not (tmp_path / "s.db").exists()

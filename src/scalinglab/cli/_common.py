@@ -272,6 +272,18 @@ def _require(extra: str, what: str, *modules: str) -> None:
         _fail(f"{what} needs {', '.join(missing)}, which is not installed: pip install 'scalinglab[{extra}]'")
 
 
+def _corpus(corpus: str, option: str = "--corpus") -> None:
+    """A training corpus: ``stdlib``, a task, an existing file or folder, each optionally with a curation suffix
+    (``+dedup``, ``+filtered``, ``+curated``, which needs the ``curate`` extra)."""
+    from ..train.curation import DATA_FILTERS, split_corpus_filter
+    base, how = split_corpus_filter(corpus)
+    if not base.startswith("task:") and base != "stdlib" and "://" not in base and not Path(base).exists():
+        _fail(f"{option} {corpus}: no such file or folder (accepted: stdlib, a folder/file/JSONL of text, or "
+              f"task:KIND:DIGITS[:FORMAT], each optionally with +{', +'.join(DATA_FILTERS)})")
+    if how:
+        _require("curate", f"a curated corpus ({corpus})", "datasketch")
+
+
 def _existing_store(store: Path) -> None:
     """Refuse (never create an empty store to say there is nothing) when there is no run store."""
     if store.is_dir():

@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from .._names import FitError
 from ..store import RunStore
-from ._common import (MAX_CPU_RUN_FLOPS, MAX_LADDER_FLOPS, JsonOpt, StoreOpt, Table, _check_device, _choice,
+from ._common import (MAX_CPU_RUN_FLOPS, MAX_LADDER_FLOPS, JsonOpt, StoreOpt, Table, _check_device, _choice, _corpus,
                       _emit_json, _existing_store, _fail, _finite, _log, _q, _quantities, _require, _whole, app, console,
                       err)
 from .fit import _print_fit_report
@@ -33,8 +33,12 @@ def ladder_cmd(
     corpus: str = typer.Option("stdlib", help="'stdlib' (the running Python's standard library), a folder/file/JSONL of "
                                               "text, or a procedural task task:KIND:DIGITS[:FORMAT] (KIND addition, "
                                               "multiplication, reverse or mix; FORMAT direct, scratchpad or mixed), "
-                                              "e.g. task:addition:2:mixed."),
+                                              "e.g. task:addition:2:mixed; +curated (or +dedup, +filtered) "
+                                              "curates the training split."),
     tokenizer: str = typer.Option("byte", help="byte or bpe (trained on the corpus with `tokenizers`)."),
+    mixer: str = typer.Option("attention", help="Sequence mixer of every shape: attention, ssm (a selective "
+                                                "state-space mixer, Mamba-2 style) or hybrid (attention every "
+                                                "second block)."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
     dtype: str = typer.Option("fp32", help="fp32 or bf16 (autocast)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile each model."),
@@ -80,9 +84,9 @@ def ladder_cmd(
     _finite(lr, "--lr", lo=0, lo_open=True, hi=10)
     _finite(lr_exponent, "--lr-exponent", lo=-2, hi=2)
     _finite(verify_multiplier, "--verify-multiplier", lo=1, hi=1e4)
-    if not corpus.startswith("task:") and corpus != "stdlib" and "://" not in corpus and not Path(corpus).exists():
-        _fail(f"--corpus {corpus}: no such file or folder (accepted: stdlib, a folder/file/JSONL of text, "
-              "or task:KIND:DIGITS[:FORMAT])")
+    _corpus(corpus)
+    from ..train.config import MIXERS
+    _choice(mixer, "--mixer", MIXERS)
     _require("train", "scalinglab ladder", "torch")
     if tokenizer == "bpe":
         _require("bpe", "--tokenizer bpe", "tokenizers")
@@ -94,7 +98,7 @@ def ladder_cmd(
     if preset not in PRESETS:
         _fail(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     changes: dict = {"corpus": corpus, "tokenizer": tokenizer, "device": device, "dtype": dtype, "compile": compile,
-                     "keep_eval_checkpoints": keep_checkpoints, "seed": seed}
+                     "keep_eval_checkpoints": keep_checkpoints, "seed": seed, "mixer": mixer}
     if moe or moe_only:
         changes["families"] = ("moe",) if moe_only else ("dense", "moe")
     try:
@@ -283,9 +287,9 @@ def compare_cmd(
         except ValueError as e:
             _fail(f"--baseline/--candidate: {e}")
         budget_values = _quantities(budgets, "--budgets", lo=1e6, hi=MAX_CPU_RUN_FLOPS) if budgets else None
-        if not corpus.startswith("task:") and corpus != "stdlib" and not Path(corpus).exists():
-            _fail(f"--corpus {corpus}: no such file or folder (accepted: stdlib, a folder/file/JSONL of text, "
-                  "or task:KIND:DIGITS[:FORMAT])")
+        _corpus(corpus)
+        if any(dict(r.options).get("data", "raw") != "raw" for r in recipes):
+            _require("curate", "a recipe with curated data", "datasketch")
         _require("train", "scalinglab compare --preset", "torch")
         if any(dict(r.options).get("tokenizer") == "bpe" for r in recipes):
             _require("bpe", "a bpe recipe", "tokenizers")
