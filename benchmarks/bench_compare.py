@@ -14,7 +14,7 @@ counts, per planted case:
 Reported: the share of budgets whose 95% interval covers the true multiplier, the coverage of the true
 slope d log m / d log C, and the share of each verdict.
 
-    python benchmarks/bench_compare.py [--pairs 40] [--bootstrap 200] [--noise 0.005] [--json]
+    python benchmarks/bench_compare.py [--pairs 40] [--bootstrap 200] [--noise 0.005] [--cases same,...] [--json]
 """
 from __future__ import annotations
 
@@ -63,11 +63,16 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=40)
     ap.add_argument("--bootstrap", type=int, default=200)
     ap.add_argument("--noise", type=float, default=0.005)
+    ap.add_argument("--cases", default=",".join(CASES), help="comma-separated planted cases")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    cases = [c for c in args.cases.split(",") if c]
+    if not cases or set(cases) - set(CASES):
+        ap.error(f"--cases takes {', '.join(CASES)}")
     out = {"pairs": args.pairs, "bootstrap": args.bootstrap, "noise": args.noise, "cases": {}}
     t0 = time.perf_counter()
-    for case, cand in CASES.items():
+    for case in cases:
+        cand = CASES[case]
         true_m = np.log(compute_multiplier(BASE, cand, BUDGETS))
         true_slope = (true_m[-1] - true_m[0]) / math.log(BUDGETS[-1] / BUDGETS[0])
         covered, slope_covered, verdicts = [], [], {}

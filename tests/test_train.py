@@ -117,6 +117,21 @@ def test_interrupted_and_resumed_equals_straight_run(tmp_path, tiny_corpus):
     assert [p for p in resumed.curve if p["split"] == "train"] == [p for p in straight.curve if p["split"] == "train"]
 
 
+@pytest.mark.parametrize("mixer", ["ssm", "hybrid"])
+def test_state_space_and_hybrid_models_train_resume_and_learn(tmp_path, tiny_corpus, mixer):
+    """The SSM mixers through the real run: loss falls, resume is exact, the run records its mixer."""
+    plain = tiny_cfg(tiny_corpus, horizon_value=40, lr=1e-2)
+    cfg = dataclasses.replace(plain, model=dataclasses.replace(plain.model, n_layers=2, mixer=mixer))
+    straight = train_run(cfg)
+    val = [p["loss"] for p in straight.curve if p["split"] == "val"]
+    assert straight.status == "finished" and val[-1] < val[0] - 0.5
+    assert train_run(cfg, checkpoint_dir=tmp_path, stop_after_steps=15).status == "interrupted"
+    resumed = train_run(cfg, checkpoint_dir=tmp_path)
+    assert [p["loss"] for p in resumed.curve if p["split"] == "val"] == val
+    assert to_store_record(cfg, straight, name="r", family=mixer)[0].config["model"]["mixer"] == mixer
+    assert run_id_of(cfg) != run_id_of(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, mixer="attention")))
+
+
 def test_diverged_run_is_recorded_not_dropped(tmp_path, tiny_corpus):
     cfg = tiny_cfg(tiny_corpus, lr=50.0, warmup_frac=0.01, grad_clip=0.0, diverge_factor=1.05, horizon_value=40)
     res = train_run(cfg)
