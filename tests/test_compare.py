@@ -183,6 +183,10 @@ def test_recipes_parse_apply_and_keep_the_baseline_a_plain_ladder():
     assert parse_recipe("ssm").apply(spec).mixer == "ssm" and parse_recipe("hybrid").apply(spec).mixer == "hybrid"
     assert parse_recipe("curated").apply(spec).corpus == spec.corpus + "+curated"
     assert parse_recipe("x:data=raw").apply(spec).corpus == spec.corpus
+    curated_spec = parse_recipe("curated").apply(spec)
+    assert parse_recipe("dedup").apply(curated_spec).corpus == spec.corpus + "+dedup"
+    assert parse_recipe("x:data=raw").apply(curated_spec).corpus == spec.corpus
+    assert parse_recipe("muon").apply(curated_spec).corpus == curated_spec.corpus
     for bad in ("", "x", "moe:k=1", "dense:n_experts=2", "moe:top_k=0", "muon:optimizer=sgd", "dense:granularity=2",
                 "moe:granularity=2,top_k=2", "moe:n_experts=2,top_k=4", "x:mixer=rnn", "x:data=clean"):
         with pytest.raises(ValueError):

@@ -19,7 +19,7 @@ from typing import Callable
 from ..comparison import compare_recipes
 from ..store import Run, RunStore
 from ..train.config import MIXERS
-from ..train.curation import DATA_FILTERS
+from ..train.curation import DATA_FILTERS, split_corpus_filter
 from ..train.executors import Executor, InlineExecutor
 from ..train.ladder import LadderEntry, LadderSpec, design_ladder, ladder_compute, train_entries
 
@@ -50,9 +50,9 @@ class Recipe:
         g = o.pop("granularity", None)
         if g is not None:
             changes.update(top_k=g, n_experts=o.pop("n_experts", g * MOE_EXPANSION))
-        data = o.pop("data", "raw")
-        if data != "raw":
-            changes["corpus"] = f"{spec.corpus}+{data}"
+        if "data" in o:      # the recipe's curation replaces any the corpus names
+            data, base = o.pop("data"), split_corpus_filter(spec.corpus)[0]
+            changes["corpus"] = base if data == "raw" else f"{base}+{data}"
         changes.update(o)
         return dataclasses.replace(spec, **changes)
 
