@@ -149,7 +149,7 @@ def test_closed_form_param_counts_equal_the_built_models():
 
 
 def test_rmsnorm_backward_equals_autograd_through_the_reference():
-    from scalinglab.train.model import RMSNorm
+    from scalinglab.train.norms import RMSNorm
     torch.manual_seed(0)
     norm = RMSNorm(24)
     with torch.no_grad():
@@ -166,7 +166,7 @@ def test_rmsnorm_backward_equals_autograd_through_the_reference():
     torch.testing.assert_close(got_w, w.grad, rtol=1e-5, atol=1e-5)
     x64 = torch.randn(2, 3, 8, dtype=torch.float64, requires_grad=True)
     w64 = torch.rand(8, dtype=torch.float64, requires_grad=True)
-    from scalinglab.train.model import _RMSNormFn
+    from scalinglab.train.norms import _RMSNormFn
     assert torch.autograd.gradcheck(_RMSNormFn.apply, (x64, w64, 1e-6))
 
 
@@ -225,7 +225,8 @@ def test_norm_gains_folded_into_the_linear_maps_give_the_gained_norms_function_a
     norm with its gain and the maps unscaled, as written in the definition."""
     import torch.nn.functional as F
     from scalinglab.train.config import ModelConfig
-    from scalinglab.train.model import GPT, _UnitRMSNormFn
+    from scalinglab.train.model import GPT
+    from scalinglab.train.norms import _UnitRMSNormFn
     torch.manual_seed(0)
     for mlp in ("swiglu", "gelu"):
         model = GPT(ModelConfig(d_model=32, n_layers=2, n_heads=4, seq_len=16, mlp=mlp)).double()

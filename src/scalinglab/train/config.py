@@ -67,6 +67,17 @@ def layer_mixers(cfg: ModelConfig) -> list[str]:
     return [cfg.mixer] * cfg.n_layers
 
 
+def ssm_matmul_params(d_model: int, n_heads: int) -> int:
+    """Weights of one SSM mixer (:mod:`.ssm`) that take part in matmuls: the in-projection (q, k, v and one step
+    per head) and the output projection."""
+    return d_model * (3 * d_model + n_heads) + d_model * d_model
+
+
+def ssm_projection_params(d_model: int, n_heads: int) -> int:
+    """Parameters of one SSM mixer: :func:`ssm_matmul_params` and the per-head step bias and decay rate."""
+    return ssm_matmul_params(d_model, n_heads) + 2 * n_heads
+
+
 def derived_sizes(cfg: ModelConfig) -> dict:
     """Every size computed from a config, in one place: head_dim, d_ff, expert_d_ff."""
     if cfg.d_ff is not None:
@@ -88,7 +99,6 @@ def param_counts(cfg: ModelConfig) -> dict[str, int]:
     """
     sizes = derived_sizes(cfg)
     D, L = cfg.d_model, cfg.n_layers
-    from .ssm import ssm_projection_params
     n_ssm = layer_mixers(cfg).count("ssm")
     c = {"embedding": cfg.vocab_size * D, "head": 0 if cfg.tied_embeddings else cfg.vocab_size * D,
          "attention": (L - n_ssm) * 4 * D * D, "ssm": n_ssm * ssm_projection_params(D, cfg.n_heads),
@@ -245,7 +255,8 @@ def decode_costs(cfg: ModelConfig, context: int, precision: str = "bf16") -> dic
     n_attn, n_ssm = mixers.count("attention"), mixers.count("ssm")
     K = cfg.d_model // cfg.n_heads
     c = param_counts(cfg)
-    weights = 2.0 * (c["active_nonembedding"] - c["norms"] - 2 * n_ssm * cfg.n_heads) + 2.0 * cfg.vocab_size * cfg.d_model
+    matmul_weights = c["active_nonembedding"] - c["norms"] - c["ssm"] + n_ssm * ssm_matmul_params(cfg.d_model, cfg.n_heads)
+    weights = 2.0 * matmul_weights + 2.0 * cfg.vocab_size * cfg.d_model
     mixer_flops = 4.0 * n_attn * context * cfg.d_model + 4.0 * n_ssm * cfg.d_model * K
     cache = kv_cache_bytes(n_attn, cfg.n_heads, K, context, precision=precision) if n_attn else 0.0
     state = n_ssm * cfg.n_heads * K * K * BYTES_PER_PARAM[precision]

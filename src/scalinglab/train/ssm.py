@@ -26,11 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-def ssm_projection_params(d_model: int, n_heads: int) -> int:
-    """Parameters of one SSM mixer: in-projection (q, k, v and one step per head), output projection,
-    and the per-head step bias and decay rate."""
-    return d_model * (3 * d_model + n_heads) + d_model * d_model + 2 * n_heads
+from .norms import _UnitRMSNormFn, scaled
 
 
 class SelectiveSSM(nn.Module):
@@ -47,7 +43,6 @@ class SelectiveSSM(nn.Module):
         self.A_log = nn.Parameter(torch.log(torch.linspace(1.0, 16.0, H)))
 
     def forward(self, x_BTD, cos_TK=None, sin_TK=None, cache=None, gain_D=None):
-        from .model import _UnitRMSNormFn, scaled
         B, T, D = x_BTD.shape
         H = self.n_heads
         K = D // H
