@@ -63,8 +63,8 @@ def _groups(file, store, task, model):
     return groups
 
 
-def _ks(text: str) -> list[int]:
-    ks = _quantities(text, "--k", lo=1, lo_open=False, hi=1e12)
+def _ks(text: str, hi: float = 1e12) -> list[int]:
+    ks = _quantities(text, "--k", lo=1, lo_open=False, hi=hi)
     if any(k != int(k) for k in ks):
         _fail(f"--k takes whole numbers of samples (e.g. 1,10,100), got {text!r}")
     return sorted({int(k) for k in ks})
@@ -337,9 +337,7 @@ def matched_compute_cmd(task: str = typer.Option(..., help="KIND:DIGITS sampled 
     Reads the samples `scalinglab sample` wrote for both formats of both models: accuracy against inference FLOPs
     per query, per difficulty level the compute-optimal choice, the exchange rate (the smaller model's FLOPs per
     query that reach the larger model's one-sample accuracy) and training plus serving cost at --queries."""
-    ks = _quantities(k, "--k", lo=1, lo_open=False, hi=1_000_000)
-    if any(x != int(x) for x in ks):
-        _fail(f"--k takes whole sample counts, got {k!r}")
+    ks = _ks(k, hi=1_000_000)
     qs = _quantities(queries, "--queries", lo=1, lo_open=False, hi=1e18)
     _finite(tpr, "--tpr", lo=0, hi=1)
     _finite(fpr, "--fpr", lo=0, hi=1)
@@ -348,7 +346,7 @@ def matched_compute_cmd(task: str = typer.Option(..., help="KIND:DIGITS sampled 
     from ..testtime.matched import matched_compute_from_store
     try:
         with RunStore(store, readonly=True) as st:
-            rep = matched_compute_from_store(st, task, small, large, ks=[int(x) for x in ks], tpr=tpr, fpr=fpr,
+            rep = matched_compute_from_store(st, task, small, large, ks=ks, tpr=tpr, fpr=fpr,
                                              n_bins=levels, queries=qs)
     except ValueError as e:
         _fail(str(e))

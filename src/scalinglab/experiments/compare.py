@@ -47,9 +47,9 @@ class Recipe:
         ``n_experts`` (default G x :data:`MOE_EXPANSION`); curated data is the corpus with its suffix."""
         o = dict(self.options)
         changes = {"families": (o.pop("arch", "dense"),)}
-        g = o.pop("granularity", None)
-        if g is not None:
-            changes.update(top_k=g, n_experts=o.pop("n_experts", g * MOE_EXPANSION))
+        if o.pop("granularity", None) is not None:
+            changes["n_experts"], changes["top_k"] = _experts(dict(self.options), spec.n_experts, spec.top_k)
+            o.pop("n_experts", None)
         if "data" in o:      # the recipe's curation replaces any the corpus names
             data, base = o.pop("data"), split_corpus_filter(spec.corpus)[0]
             changes["corpus"] = base if data == "raw" else f"{base}+{data}"
@@ -92,10 +92,20 @@ def parse_recipe(text: str) -> Recipe:
         raise ValueError(f"recipe {text!r}: n_experts, top_k and granularity apply to arch=moe")
     if "granularity" in options and "top_k" in options:
         raise ValueError(f"recipe {text!r}: granularity sets top_k (G active experts of width d_ff / G); give one")
-    k = options.get("granularity", options.get("top_k", 2))
-    if options.get("arch") == "moe" and k > options.get("n_experts", k * MOE_EXPANSION if "granularity" in options else 4):
+    defaults = LadderSpec.__dataclass_fields__
+    n, k = _experts(options, defaults["n_experts"].default, defaults["top_k"].default)
+    if options.get("arch") == "moe" and k > n:
         raise ValueError(f"recipe {text!r}: {k} active experts need at least {k} experts (n_experts)")
     return Recipe(name=text, options=tuple(sorted(options.items())))
+
+
+def _experts(options: dict, n_experts: int, top_k: int) -> tuple[int, int]:
+    """(experts, active experts) of a recipe's options over the spec's: granularity G sets G active experts
+    among ``n_experts`` (default G x :data:`MOE_EXPANSION`)."""
+    g = options.get("granularity")
+    if g is not None:
+        return options.get("n_experts", g * MOE_EXPANSION), g
+    return options.get("n_experts", n_experts), options.get("top_k", top_k)
 
 
 def recipe_entries(spec: LadderSpec, recipe: Recipe, vocab_size: int) -> list[LadderEntry]:
@@ -140,19 +150,17 @@ def serving_side(recipes: dict[str, list[Run]], context: int | None = None) -> d
             model = (r.config or {}).get("model") or {}
             ctx = context or model.get("seq_len", 0)
             n_total, n_active = r.n_total or r.n_active, r.n_active or r.n_total
-            row = {"budget": budget, "run": r.name, "n_total": n_total, "n_active": n_active,
-                   "weight_bytes_bf16": weight_bytes(n_total, "bf16") if n_total else None,
-                   "decode_flops_per_token": inference_flops_per_token(n_active, model.get("n_layers", 0), ctx,
-                                                                       model.get("d_model", 0)) if n_active else None,
-                   "sequence_state_bytes_bf16": None, "mixer": model.get("mixer", "attention"),
-                   "context": ctx, "loss": r.final_loss}
             try:       # a lab run: its own structure (mixers, experts) counted
                 costs = decode_costs(ModelConfig(**model), ctx)
-                row.update(decode_flops_per_token=costs["decode_flops_per_token"],
-                           sequence_state_bytes_bf16=costs["sequence_state_bytes"])
-            except (TypeError, ValueError):
-                pass
-            rows.append(row)
+                flops, state = costs["decode_flops_per_token"], costs["sequence_state_bytes"]
+            except (TypeError, ValueError):     # an imported run: 2 N_active + attention (Kaplan's convention)
+                flops = inference_flops_per_token(n_active, model.get("n_layers", 0), ctx,
+                                                  model.get("d_model", 0)) if n_active else None
+                state = None
+            rows.append({"budget": budget, "run": r.name, "n_total": n_total, "n_active": n_active,
+                         "weight_bytes_bf16": weight_bytes(n_total, "bf16") if n_total else None,
+                         "decode_flops_per_token": flops, "sequence_state_bytes_bf16": state,
+                         "mixer": model.get("mixer", "attention"), "context": ctx, "loss": r.final_loss})
         out[name] = rows
     return out
 

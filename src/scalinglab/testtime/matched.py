@@ -79,15 +79,16 @@ def matched_compute(groups: dict, task: str, small: str, large: str, *, ks=(1, 2
     problems = sorted(set.intersection(*(set(groups[k]["samples"]) for k in keys.values())))
     if len(problems) < n_bins:
         raise ValueError(f"only {len(problems)} problems are sampled in every group; need at least {n_bins}")
-    n_eval = min(len(_split(groups[k]["samples"][p])[1]) for k in keys.values() for p in problems)
+    halves = {mf: [_split(groups[key]["samples"][p]) for p in problems] for mf, key in keys.items()}
+    n_eval = min(len(evaluation) for h in halves.values() for _, evaluation in h)
     ks = sorted({int(k) for k in ks if 1 <= int(k) <= n_eval})
     if not ks:
         raise ValueError(f"every problem needs at least 2 samples per group (one per half); the fewest is {2 * n_eval}")
     rng = np.random.default_rng(seed)
 
     # difficulty: the smaller model's success rate over both formats, on the difficulty half
-    diff = np.array([np.mean([r["correct"] for f in FORMATS for r in _split(groups[keys[(small, f)]]["samples"][p])[0]])
-                     for p in problems])
+    diff = np.array([np.mean([r["correct"] for f in FORMATS for r in halves[(small, f)][i][0]])
+                     for i in range(len(problems))])
     order = np.argsort(-diff, kind="stable")             # easiest first
     bins = np.empty(len(problems), int)
     for b, chunk in enumerate(np.array_split(order, n_bins)):
@@ -97,7 +98,7 @@ def matched_compute(groups: dict, task: str, small: str, large: str, *, ks=(1, 2
 
     options = []          # one per (model, format, strategy): per-problem accuracy (P, K) and FLOPs per query (K,)
     for (m, f), key in keys.items():
-        per_problem = [_split(groups[key]["samples"][p])[1][:n_eval] for p in problems]
+        per_problem = [evaluation[:n_eval] for _, evaluation in halves[(m, f)]]
         flops_sample = float(np.mean([r["flops"] for rows in per_problem for r in rows if r.get("flops") is not None]
                                      or [math.nan]))
         if not math.isfinite(flops_sample):
@@ -113,10 +114,11 @@ def matched_compute(groups: dict, task: str, small: str, large: str, *, ks=(1, 2
             for j, k in enumerate(ks):
                 maj[i, j] = majority_at_k(ans, cor, k, n_resamples=n_resamples, rng=rng)
         acc["majority"] = maj
+        tokens_sample = float(np.mean([r.get("tokens") or 0.0 for rows in per_problem for r in rows]))
         for s in STRATEGIES:
             options.append({"model": m, "format": f, "strategy": s, "flops_per_sample": flops_sample,
-                            "tokens_per_sample": float(np.mean([r.get("tokens") or 0.0 for rows in per_problem for r in rows])),
-                            "flops": flops_sample * np.array(ks, float), "acc": np.asarray(acc[s], float)})
+                            "tokens_per_sample": tokens_sample, "flops": flops_sample * np.array(ks, float),
+                            "acc": np.asarray(acc[s], float)})
 
     def level_acc(o, b):
         return o["acc"][bins == b].mean(axis=0) if b is not None else o["acc"].mean(axis=0)

@@ -126,8 +126,8 @@ def load_tokens(corpus: str = "stdlib", tokenizer: str = "byte", *, bpe_vocab: i
         raise ValueError(f"tokenizer must be 'byte' or 'bpe', not {tokenizer!r}")
     base, how = split_corpus_filter(corpus)
     fp, docs = _fingerprint(base)
-    tag = ("byte" if tokenizer == "byte" else f"bpe{bpe_vocab}") + (f"-{how}" if how else "")
-    folder = cache_dir() / "tokens" / f"{fp}-{tag}"
+    tag = "byte" if tokenizer == "byte" else f"bpe{bpe_vocab}"
+    folder = cache_dir() / "tokens" / (f"{fp}-{tag}" + (f"-{how}" if how else ""))
     meta_path = folder / "meta.json"
     if not meta_path.exists():
         docs = docs if docs is not None else _documents(base)
@@ -166,7 +166,7 @@ def load_tokens(corpus: str = "stdlib", tokenizer: str = "byte", *, bpe_vocab: i
     meta = json.loads(meta_path.read_text())
     mm = {s: np.memmap(folder / f"{s}.bin", dtype=meta["dtype"], mode="r") for s in ("train", "val")}
     return TokenData(train=mm["train"], val=mm["val"], vocab_size=meta["vocab_size"], corpus=corpus,
-                     corpus_hash=meta["corpus_hash"], tokenizer=meta["tokenizer"].removesuffix(f"-{how}" if how else ""),
+                     corpus_hash=meta["corpus_hash"], tokenizer=meta["tokenizer"],
                      n_documents=meta["n_documents"], curation=meta.get("curation"))
 
 
