@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 from scalinglab.cli import app
 from scalinglab.laws import FitError
 from scalinglab.testtime import SuccessDistribution, forecast_backtest, subsample_counts
-from scalinglab.testtime.distribution import _fail_prob_beta, _fail_prob_kumaraswamy, _Grid
+from scalinglab.testtime.distribution import (_fail_prob_beta, _fail_prob_kumaraswamy, _fail_prob_logitnormal, _Grid,
+                                               _Kumaraswamy, _LogitNormal)
 
 
 def quad_pass_at_k(pdf, k):
@@ -34,7 +35,56 @@ def test_kumaraswamy_likelihood_on_grid_equals_beta_binomial_at_a_one():
     c = np.array([0, 3, 0, 1, 100, 250])
     for b in (0.4, 1.0, 7.0):
         want = stats.betabinom(n, 1.0, b).logpmf(c)
-        np.testing.assert_allclose(_Grid(n, c).loglik(1.0, b), want, rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(_Grid(n, c).loglik(_Kumaraswamy, 1.0, b), want, rtol=1e-6, atol=1e-8)
+
+
+def logitnormal_pass_at_k(mu, sigma, k):
+    """E[1 - (1 - sigmoid(t))^k] for t ~ Normal(mu, sigma), by adaptive quadrature over t."""
+    f = lambda t: -np.expm1(-k * np.logaddexp(0.0, t)) * stats.norm.pdf(t, mu, sigma)  # noqa: E731
+    return integrate.quad(f, mu - 12 * sigma, mu + 12 * sigma, limit=400, points=[mu, -np.log(k)])[0]
+
+
+@pytest.mark.parametrize("mu,sigma", [(-4.0, 1.5), (-8.0, 2.5), (1.0, 0.3)])
+def test_logitnormal_pass_at_k_and_likelihood_match_quadrature(mu, sigma):
+    ks = np.array([1.0, 10.0, 1000.0, 1e5])
+    want = [logitnormal_pass_at_k(mu, sigma, k) for k in ks]
+    np.testing.assert_allclose(1 - _fail_prob_logitnormal(mu, sigma, ks), want, rtol=1e-6, atol=1e-9)
+    n = np.array([1, 10, 100, 100, 100, 500])
+    c = np.array([0, 3, 0, 1, 100, 250])
+    got = _Grid(n, c).loglik(_LogitNormal, mu, sigma)
+    t = np.linspace(-60.0, 60.0, 400_001)               # scipy's binomial pmf on a finer, wider grid
+    for ni, ci, g in zip(n, c, got):
+        want_ll = np.log(np.trapezoid(stats.binom.pmf(ci, ni, 1 / (1 + np.exp(-t))) * stats.norm.pdf(t, mu, sigma), t))
+        assert g == pytest.approx(want_ll, rel=1e-6, abs=1e-8)
+
+
+def test_fit_recovers_a_known_logitnormal_and_auto_tells_it_from_a_beta():
+    rng = np.random.default_rng(5)
+    n = np.full(2000, 100)
+    c = rng.binomial(n, 1 / (1 + np.exp(-rng.normal(-4.0, 1.5, n.size))))
+    d = SuccessDistribution(n_bootstrap=30).fit(n, c)             # auto
+    assert d.family_ == "logitnormal" and set(d.candidates_) == {"beta", "kumaraswamy", "logitnormal"}
+    assert d.params_["mu"] == pytest.approx(-4.0, abs=0.15) and d.params_["sigma"] == pytest.approx(1.5, rel=0.1)
+    f = d.forecast([10_000])
+    truth = logitnormal_pass_at_k(-4.0, 1.5, 10_000)
+    assert abs(f["pass_at_k"][0] - truth) < 0.01 and f["lower"][0] < truth < f["upper"][0]
+    assert set(f["by_family"]) == {"beta", "kumaraswamy", "logitnormal"} and f["by_family"]["logitnormal"] == f["pass_at_k"]
+    sel = d.to_dict()["selection"]["families"]
+    assert sel["logitnormal"]["aic"] < min(sel["beta"]["aic"], sel["kumaraswamy"]["aic"]) - 2 and d.aic_ == sel["logitnormal"]["aic"]
+    assert d.samples_ is not None and set(d.samples_) == {"mu", "sigma", "pi0"} and repr(d).startswith("SuccessDistribution(logitnormal: mu=")
+    cb = rng.binomial(n, rng.beta(0.3, 3.0, n.size))
+    assert SuccessDistribution(n_bootstrap=0).fit(n, cb).family_ == "beta"
+
+
+def test_auto_keeps_the_beta_when_another_family_is_ahead_by_less_than_two_aic():
+    rng = np.random.default_rng(0)                  # the benchmark's first synthetic draw: Beta(0.3, 3)
+    p = rng.beta(0.3, 3.0, 300)
+    n = np.full(p.size, 10_000)
+    nm, cm = subsample_counts(n, rng.binomial(n, p), 100, seed=0)
+    d = SuccessDistribution(n_bootstrap=0).fit(nm, cm)
+    aic = {f: v["aic"] for f, v in d.to_dict()["selection"]["families"].items()}
+    assert aic["beta"] - 2 < aic["kumaraswamy"] < aic["beta"]       # Kumaraswamy ahead, by less than 2
+    assert d.family_ == "beta" and d.aic_ == aic["beta"]
 
 
 def test_fit_recovers_a_known_beta_and_its_pass_at_k():
@@ -42,7 +92,7 @@ def test_fit_recovers_a_known_beta_and_its_pass_at_k():
     p = rng.beta(0.5, 3.0, 3000)
     n = np.full(p.size, 50)
     c = rng.binomial(n, p)
-    d = SuccessDistribution(zero_mass=False, n_bootstrap=30).fit(n, c)
+    d = SuccessDistribution(family="beta", zero_mass=False, n_bootstrap=30).fit(n, c)
     assert d.params_["a"] == pytest.approx(0.5, rel=0.12)
     assert d.params_["b"] == pytest.approx(3.0, rel=0.2)
     truth = 1 - _fail_prob_beta(0.5, 3.0, np.array([5000.0]))[0]
@@ -53,7 +103,7 @@ def test_fit_recovers_a_known_beta_and_its_pass_at_k():
     assert "a" in d.intervals() and repr(d).startswith("SuccessDistribution(beta")
 
 
-@pytest.mark.parametrize("family", ["beta", "kumaraswamy"])
+@pytest.mark.parametrize("family", ["beta", "kumaraswamy", "logitnormal"])
 def test_never_solvable_share_found_when_present_and_not_when_absent(family):
     rng = np.random.default_rng(1)
     p = rng.beta(3.0, 3.0, 600)
@@ -120,12 +170,21 @@ def test_cli_passk_forecast_json_and_table(counts_file, tmp_path):
     assert g["forecast"]["k"] == [10, 400, 10000] and len(g["forecast"]["lower"]) == 3
     assert g["measured"]["k"] == [10, 400] and "never_solvable" in g["distribution"]
     assert g["backtest"]["kept_per_problem"] == 40 and g["backtest"]["k"] == [10, 400] and "pass_at_k" in g["aggregate"]
+    assert g["distribution"]["family"] in g["distribution"]["selection"]["families"]
+    assert len(g["forecast"]["by_family"]["kumaraswamy"]) == 3
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "(AIC beta" in res.output and "families" in res.output
     res = runner.invoke(app, args + ["--distribution", "kumaraswamy", "--zero-mass", "no"])
     assert res.exit_code == 0, res.output
-    assert "pass@k forecast" in res.output
+    assert "pass@k forecast" in res.output and "kumaraswamy fit to" in res.output
+    res = runner.invoke(app, args + ["--distribution", "logitnormal", "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)["groups"]["t/m"]["distribution"]
+    assert d["family"] == "logitnormal" and set(d["params"]) == {"mu", "sigma", "pi0"} and "selection" not in d
 
 
-@pytest.mark.parametrize("extra,message", [(["--distribution", "gamma"], "beta or kumaraswamy"),
+@pytest.mark.parametrize("extra,message", [(["--distribution", "gamma"], "beta, kumaraswamy, logitnormal or auto"),
                                            (["--zero-mass", "maybe"], "auto, yes or no"),
                                            (["--backtest", "0"], "--backtest"),
                                            (["--k", "0"], ">= 1"),

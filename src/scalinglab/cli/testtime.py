@@ -124,15 +124,16 @@ def passk_cmd(file: Optional[Path] = typer.Argument(None, help="Samples file (el
 @app.command("passk-forecast")
 def passk_forecast_cmd(file: Optional[Path] = typer.Argument(None, help="Samples file (else the store)."), store: Path = StoreOpt,
                        k: str = typer.Option("100,1000,10000", "--k", help="Comma-separated k values to forecast."),
-                       distribution: str = typer.Option("beta", "--distribution", help="beta or kumaraswamy."),
+                       distribution: str = typer.Option("auto", "--distribution", help="beta, kumaraswamy, logitnormal, or "
+                                                        "auto (all three fitted; the beta kept unless another's AIC is lower by more than 2)."),
                        zero_mass: str = typer.Option("auto", help="A share of never-solvable problems: auto, yes or no."),
                        bootstrap: int = typer.Option(200, help="Refits on resampled problems, for the intervals."),
                        backtest: Optional[int] = typer.Option(None, help="Keep this many samples per problem, forecast "
                                                               "from them, and score against all the samples."),
                        task: Optional[str] = None, model: Optional[str] = None, as_json: bool = JsonOpt):
-    """pass@k at any k from the fitted distribution of per-problem success (beta or Kumaraswamy)."""
-    if distribution not in ("beta", "kumaraswamy"):
-        _fail(f"--distribution must be beta or kumaraswamy, not {distribution!r}")
+    """pass@k at any k from the fitted distribution of per-problem success (beta, Kumaraswamy or logit-normal)."""
+    if distribution not in ("beta", "kumaraswamy", "logitnormal", "auto"):
+        _fail(f"--distribution must be beta, kumaraswamy, logitnormal or auto, not {distribution!r}")
     if zero_mass not in ("auto", "yes", "no"):
         _fail(f"--zero-mass must be auto, yes or no, not {zero_mass!r}")
     if not 0 <= bootstrap <= 100_000:
@@ -157,22 +158,30 @@ def passk_forecast_cmd(file: Optional[Path] = typer.Argument(None, help="Samples
             continue
         d, f = g["distribution"], g["forecast"]
         iv = d["intervals"]
-        fmt = lambda key: f"{d['params'][key]:.3g}" + (f" [{iv[key][0]:.3g}, {iv[key][1]:.3g}]" if key in iv else "")  # noqa: E731
+        fmt = lambda key: f"{key}={d['params'][key]:.3g}" + (f" [{iv[key][0]:.3g}, {iv[key][1]:.3g}]" if key in iv else "")  # noqa: E731
         ns = d["never_solvable"]
-        console.print(f"{escape(name)}: {d['family']} fit to {d['n_problems']} problems ({d['n_samples']['min']}-"
-                      f"{d['n_samples']['max']} samples each): a={fmt('a')}, b={fmt('b')}; never-solvable share "
+        chosen = ""
+        if "selection" in d:
+            chosen = " (AIC " + ", ".join(f"{f} {v['aic']:.1f}" for f, v in d["selection"]["families"].items()) + ")"
+        console.print(f"{escape(name)}: {d['family']} fit{chosen} to {d['n_problems']} problems ({d['n_samples']['min']}-"
+                      f"{d['n_samples']['max']} samples each): {', '.join(fmt(key) for key in d['params'] if key != 'pi0')}; "
+                      "never-solvable share "
                       + (f"{ns['share']:.3f}" + (f" [{ns['interval'][0]:.3f}, {ns['interval'][1]:.3f}]" if "interval" in ns else "")
                          if ns["fitted"] else f"0 (not kept: likelihood-ratio {d['lr_statistic'] or 0:.2f} < 2.71)")
                       + f"; fit vs measured pass@k up to k={g['fit_check']['k'][-1]}: max |error| {g['fit_check']['max_abs_error']:.4f}",
                       highlight=False)
         table = Table(title=f"{escape(name)}: pass@k forecast")
-        for col in ("k", "distribution", "95% interval", "coverage law exp(a k^b)", "measured"):
+        spread = f.get("by_family")
+        for col in ("k", "distribution", "95% interval") + (("all families (min-max)",) if spread else ()) + (
+                "coverage law exp(a k^b)", "measured"):
             table.add_column(col, justify="right")
         agg = g["aggregate"]
         measured = dict(zip(g["measured"]["k"], g["measured"]["pass_at_k"]))
         for i, kk in enumerate(f["k"]):
+            by = [v[i] for v in spread.values()] if spread else []
             table.add_row(f"{kk:,.0f}", f"{f['pass_at_k'][i]:.4f}",
                           f"[{f['lower'][i]:.4f}, {f['upper'][i]:.4f}]" if "lower" in f else "",
+                          *([f"{min(by):.4f}-{max(by):.4f}"] if spread else []),
                           f"{agg['pass_at_k'][i]:.4f}" if "pass_at_k" in agg else "-",
                           f"{measured[int(kk)]:.4f}" if int(kk) in measured else "")
         console.print(table)

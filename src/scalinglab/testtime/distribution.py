@@ -9,6 +9,16 @@ samples drawn; the power law of ``-log pass@k`` in k is the left tail of D near 
 * ``beta``: the beta-binomial likelihood and ``pass@k = 1 - B(a, b + k) / B(a, b)`` in closed form.
 * ``kumaraswamy``: density ``a b p^(a-1) (1 - p^a)^(b-1)``; likelihood and pass@k by quadrature on a
   logit grid, the mass beyond the grid's ends added in closed form from the CDF.
+* ``logitnormal``: ``logit(p) ~ Normal(mu, sigma)``, the item-response (Rasch) model of difficulty. A
+  sampled answer's probability is a product of per-token probabilities, so its log is a sum over tokens
+  and spreads across problems close to a normal; its left tail thins faster than any power of p, where a
+  beta's density near zero goes as ``p^(a-1)``. Likelihood and pass@k by the same quadrature.
+* ``auto``: every family above is fitted to the counts; the beta (the reference family, whose tail
+  gives the power law) is kept unless another family's AIC is lower by more than 2 (substantial support
+  in Burnham & Anderson's convention), and then the lowest AIC is kept. The choice uses the fitted
+  counts only; the other families' forecasts are reported beside it as the spread over families.
+  Without the margin, a Kumaraswamy fit that ties the beta on beta-distributed counts (its AIC 0.4-0.7
+  lower) was picked and extrapolated worse (``docs/experiments.md``).
 * a point mass ``pi0`` at p = 0 (problems the model never solves): ``pass@k = (1 - pi0) E_D[...]`` and
   ``pass@inf = 1 - pi0``. ``zero_mass="auto"`` keeps it only when a likelihood-ratio test at 5% wants it
   (the null sits on the boundary: the critical value is chi-square(1)'s 90% point, 2.71).
@@ -21,10 +31,14 @@ import numpy as np
 
 from ..laws import FitError, percentile_interval
 
-FAMILIES = ("beta", "kumaraswamy")
+FAMILIES = ("beta", "kumaraswamy", "logitnormal")
+CHOICES = FAMILIES + ("auto",)
 _LOG_BOUNDS = (-9.0, 9.0)      # log of each shape parameter
+_MU_BOUNDS = (-25.0, 25.0)     # logit-normal: mean of logit(p)
+_LOG_SIGMA_BOUNDS = (np.log(0.05), np.log(20.0))
 _LOGIT_PI_BOUNDS = (-12.0, 12.0)
 _LR_CRITICAL = 2.706           # 0.5 chi2(0) + 0.5 chi2(1) at 5%
+_AIC_MARGIN = 2.0              # auto: another family replaces the beta only with an AIC lower by more than this
 _T_MAX = 30.0                  # logit grid half-width: p from 1e-13 to 1 - 1e-13
 
 
@@ -68,8 +82,24 @@ class _Grid:
         self.zero = c_u == 0
         self.full = c_u == n_u
 
+    def loglik(self, shape, u, v):
+        """Log marginal likelihood of each distinct (n, c) under ``shape`` (``_Kumaraswamy`` or
+        ``_LogitNormal``) with parameters (u, v): its density per unit p on the grid, plus its masses
+        below the grid's smallest p and above its largest."""
+        logw = shape.log_density(u, v, self.t, self.logp, self.log1mp)
+        lo, hi = shape.tails(u, v)
+        top = logw.max()
+        with np.errstate(divide="ignore"):
+            ll = np.log(self.kernel @ np.exp(logw - top)) + top + np.log(self.step) + self.row_max
+            # outside the grid the binomial kernel is 1 for c = 0 (p ~ 0) and for c = n (p ~ 1), ~0 otherwise
+            ll = np.where(self.zero, np.logaddexp(ll, np.log(lo)), ll)
+            return np.where(self.full, np.logaddexp(ll, np.log(hi)), ll)
+
+
+class _Kumaraswamy:
     @staticmethod
-    def log_density(a, b, logp):
+    def log_density(a, b, t, logp, log1mp):
+        """Log density per unit p: ``a b p^(a-1) (1 - p^a)^(b-1)``."""
         log_pa = a * logp
         return np.log(a) + np.log(b) + (a - 1) * logp + (b - 1) * np.log(-np.expm1(np.minimum(log_pa, -1e-300)))
 
@@ -80,16 +110,20 @@ class _Grid:
         hi = np.exp(b * np.log(-np.expm1(a * -np.logaddexp(0.0, -_T_MAX))))
         return lo, hi
 
-    def loglik(self, a, b):
-        logw = self.log_density(a, b, self.logp)
-        top = logw.max()
-        with np.errstate(divide="ignore"):
-            ll = np.log(self.kernel @ np.exp(logw - top)) + top + np.log(self.step) + self.row_max
-        lo, hi = self.tails(a, b)
-        # outside the grid the binomial kernel is 1 for c = 0 (p ~ 0) and for c = n (p ~ 1), ~0 otherwise
-        with np.errstate(divide="ignore"):
-            ll = np.where(self.zero, np.logaddexp(ll, np.log(lo)), ll)
-            return np.where(self.full, np.logaddexp(ll, np.log(hi)), ll)
+
+class _LogitNormal:
+    @staticmethod
+    def log_density(mu, sigma, t, logp, log1mp):
+        """Log density per unit p: the normal density of logit(p) over the Jacobian p (1 - p)."""
+        return -0.5 * ((t - mu) / sigma) ** 2 - np.log(sigma) - 0.5 * np.log(2 * np.pi) - logp - log1mp
+
+    @staticmethod
+    def tails(mu, sigma):
+        from scipy.special import ndtr
+        return ndtr((-_T_MAX - mu) / sigma), ndtr((mu - _T_MAX) / sigma)
+
+
+_QUADRATURE = {"kumaraswamy": _Kumaraswamy, "logitnormal": _LogitNormal}
 
 
 def _fail_prob_beta(a, b, ks):
@@ -98,31 +132,49 @@ def _fail_prob_beta(a, b, ks):
     return np.exp(betaln(a, b + ks) - betaln(a, b))
 
 
-def _fail_prob_kumaraswamy(a, b, ks):
+def _fail_prob_grid(family, a, b, ks):
+    """E[(1 - p)^k] by quadrature on a fine logit grid (Kumaraswamy or logit-normal)."""
     from scipy.special import logsumexp
+    shape = _QUADRATURE[family]
     t = np.arange(-_T_MAX, _T_MAX + 0.005, 0.01)
     logp, log1mp = -np.logaddexp(0.0, -t), -np.logaddexp(0.0, t)
-    w = _Grid.log_density(a, b, logp) + logp + log1mp + np.log(0.01)
-    lo, _ = _Grid.tails(a, b)          # below the grid (1 - p)^k = 1 for every k used; above it 0
+    w = shape.log_density(a, b, t, logp, log1mp) + logp + log1mp + np.log(0.01)
+    lo, _ = shape.tails(a, b)          # below the grid (1 - p)^k = 1 for every k used; above it 0
     return np.exp(logsumexp(w[None, :] + ks[:, None] * log1mp[None, :], axis=1)) + lo
+
+
+def _fail_prob_kumaraswamy(a, b, ks):
+    return _fail_prob_grid("kumaraswamy", a, b, ks)
+
+
+def _fail_prob_logitnormal(mu, sigma, ks):
+    return _fail_prob_grid("logitnormal", mu, sigma, ks)
+
+
+_PARAMS = {"beta": ("a", "b"), "kumaraswamy": ("a", "b"), "logitnormal": ("mu", "sigma")}
+_BOUNDS = {"beta": [_LOG_BOUNDS, _LOG_BOUNDS], "kumaraswamy": [_LOG_BOUNDS, _LOG_BOUNDS],
+           "logitnormal": [_MU_BOUNDS, _LOG_SIGMA_BOUNDS]}
 
 
 class SuccessDistribution:
     """The distribution of per-problem success probability, fitted to per-problem (n, c) counts.
 
     Args:
-        family: ``beta`` or ``kumaraswamy``.
+        family: ``beta``, ``kumaraswamy``, ``logitnormal``, or ``auto`` (all three fitted; the beta
+            kept unless another's AIC is lower by more than 2).
         zero_mass: ``True`` fits a share ``pi0`` of never-solvable problems (p = 0), ``False`` does
             not, ``"auto"`` keeps it when a likelihood-ratio test at 5% asks for it.
         n_bootstrap: refits on problems resampled with replacement, for the intervals (0: none).
         level: confidence level of the intervals.
 
-    Learned: ``params_`` (``a``, ``b``, ``pi0``), ``loglik_``, ``aic_``, ``zero_mass_`` (whether the
-    point mass was kept), ``lr_statistic_``, ``samples_`` (bootstrap parameters), ``n_problems_``,
-    ``n_samples_`` (per-problem sample counts: min, max).
+    Learned: ``family_`` (the family fitted; with ``auto``, the one chosen), ``params_`` (``a`` and
+    ``b``, or ``mu`` and ``sigma`` for the logit-normal, and ``pi0``), ``loglik_``, ``aic_``,
+    ``zero_mass_`` (whether the point mass was kept), ``lr_statistic_``, ``samples_`` (bootstrap
+    parameters), ``candidates_`` (with ``auto``: every family's fit), ``n_problems_``, ``n_samples_``
+    (per-problem sample counts: min, max).
     """
 
-    def __init__(self, *, family: str = "beta", zero_mass="auto", n_bootstrap: int = 200, level: float = 0.95,
+    def __init__(self, *, family: str = "auto", zero_mass="auto", n_bootstrap: int = 200, level: float = 0.95,
                  seed: int = 0):
         self.family = family
         self.zero_mass = zero_mass
@@ -135,19 +187,22 @@ class SuccessDistribution:
         pairs, inverse = np.unique(np.stack([n, c], axis=1), axis=0, return_inverse=True)
         self._n_u, self._c_u = pairs[:, 0], pairs[:, 1]
         self._inverse = inverse.ravel()
-        self._grid = _Grid(self._n_u, self._c_u) if self.family == "kumaraswamy" else None
-        if self.family == "beta":
+        self._grid = _Grid(self._n_u, self._c_u) if self.family_ in _QUADRATURE else None
+        if self.family_ == "beta":
             self._logc = _log_choose(self._n_u, self._c_u)
 
-    def _loglik_u(self, a, b):
+    def _shape(self, x):
+        """The two shape parameters from the optimiser's coordinates."""
+        return (x[0], np.exp(x[1])) if self.family_ == "logitnormal" else (np.exp(x[0]), np.exp(x[1]))
+
+    def _loglik_u(self, u, v):
         if self._grid is not None:
-            return self._grid.loglik(a, b)
+            return self._grid.loglik(_QUADRATURE[self.family_], u, v)
         from scipy.special import betaln
-        return self._logc + betaln(self._c_u + a, self._n_u - self._c_u + b) - betaln(a, b)
+        return self._logc + betaln(self._c_u + u, self._n_u - self._c_u + v) - betaln(u, v)
 
     def _negloglik(self, x, w, with_pi):
-        a, b = np.exp(x[0]), np.exp(x[1])
-        ll = self._loglik_u(a, b)
+        ll = self._loglik_u(*self._shape(x))
         if with_pi:
             lp = -np.logaddexp(0.0, -x[2])          # log pi0
             l1p = -np.logaddexp(0.0, x[2])          # log (1 - pi0)
@@ -155,9 +210,12 @@ class SuccessDistribution:
         v = -float(np.dot(w, ll))
         return v if np.isfinite(v) else 1e300
 
+    def _bounds(self, with_pi):
+        return _BOUNDS[self.family_] + ([_LOGIT_PI_BOUNDS] if with_pi else [])
+
     def _optimize(self, w, with_pi, starts):
         from scipy.optimize import minimize
-        bounds = [_LOG_BOUNDS, _LOG_BOUNDS] + ([_LOGIT_PI_BOUNDS] if with_pi else [])
+        bounds = self._bounds(with_pi)
         best = None
         for x0 in starts:
             x0 = np.clip(np.asarray(x0, float)[:len(bounds)], [lo for lo, _ in bounds], [hi for _, hi in bounds])
@@ -169,24 +227,32 @@ class SuccessDistribution:
 
     def _starts(self, n, c, with_pi):
         p = (c + 0.5) / (n + 1.0)
+        zero = max(np.mean(c == 0), 0.01)
+        pis = [np.log(zero / (1 - zero + 1e-9)) - 1.0, 0.0] if with_pi else [0.0]
+        if self.family_ == "logitnormal":
+            t = np.log(p / (1 - p))
+            mom = [float(t.mean()), float(np.log(max(t.std(), 0.1)))]
+            return [mom + [q] for q in pis] + [[mom[0] - 3.0, np.log(2.0), pis[0]], [0.0, 0.0, pis[-1]]]
         m, v = p.mean(), max(p.var(), 1e-6)
         s = max(m * (1 - m) / v - 1, 0.05)               # method of moments for the beta
         mom = [np.log(m * s), np.log((1 - m) * s)]
-        zero = max(np.mean(c == 0), 0.01)
-        pis = [np.log(zero / (1 - zero + 1e-9)) - 1.0, 0.0] if with_pi else [0.0]
         return [mom + [q] for q in pis] + [[np.log(0.3), np.log(3.0), pis[0]], [np.log(0.1), np.log(1.0), pis[-1]]]
 
     # ---------------------------------------------------------------- fit
     def fit(self, n, c) -> "SuccessDistribution":
         """Maximum likelihood on the counts, then the bootstrap. Raises FitError when no problem was
         ever solved (nothing to fit) and ValueError on invalid counts."""
-        if self.family not in FAMILIES:
-            raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {self.family!r}")
+        if self.family not in CHOICES:
+            raise ValueError(f"family must be one of {', '.join(CHOICES)}, not {self.family!r}")
         if self.zero_mass not in (True, False, "auto"):
             raise ValueError(f"zero_mass must be True, False or 'auto', not {self.zero_mass!r}")
         n, c = _counts(n, c)
         if not (c > 0).any():
             raise FitError("no problem was ever solved: the counts say nothing about the distribution's shape")
+        if self.family == "auto":
+            return self._fit_auto(n, c)
+        self.family_ = self.family
+        self.candidates_ = None
         self._setup(n, c)
         w = np.bincount(self._inverse, minlength=self._n_u.size).astype(float)
         fits = {}
@@ -203,16 +269,30 @@ class SuccessDistribution:
         self.params_ = self._to_params(r.x)
         self.loglik_ = float(-r.fun)
         self.aic_ = float(2 * r.x.size + 2 * r.fun)
-        self.at_bounds_ = [name for name, v, (lo, hi) in zip(("a", "b", "pi0"), r.x, [_LOG_BOUNDS, _LOG_BOUNDS, _LOGIT_PI_BOUNDS])
-                           if min(v - lo, hi - v) < 1e-3]
+        names = _PARAMS[self.family_] + ("pi0",)
+        self.at_bounds_ = [name for name, v, (lo, hi) in zip(names, r.x, self._bounds(r.x.size > 2)) if min(v - lo, hi - v) < 1e-3]
         self.n_problems_ = int(n.size)
         self.n_samples_ = {"min": int(n.min()), "max": int(n.max())}
         self.samples_ = self._bootstrap(n.size) if self.n_bootstrap else None
         return self
 
+    def _fit_auto(self, n, c) -> "SuccessDistribution":
+        """Fit every family without the bootstrap, keep the beta unless another family's AIC is lower by
+        more than ``_AIC_MARGIN`` (then the lowest), then bootstrap the one kept."""
+        kw = {"zero_mass": self.zero_mass, "level": self.level, "seed": self.seed}
+        fits = {f: SuccessDistribution(family=f, n_bootstrap=0, **kw).fit(n, c) for f in FAMILIES}
+        best = min(FAMILIES, key=lambda f: fits[f].aic_)
+        if fits[best].aic_ > fits["beta"].aic_ - _AIC_MARGIN:
+            best = "beta"
+        chosen = fits[best] if not self.n_bootstrap else SuccessDistribution(family=best, n_bootstrap=self.n_bootstrap, **kw).fit(n, c)
+        self.__dict__.update({k: v for k, v in chosen.__dict__.items() if k not in ("family", "n_bootstrap")})
+        self.candidates_ = fits
+        return self
+
     def _to_params(self, x) -> dict:
         pi0 = float(1.0 / (1.0 + np.exp(-x[2]))) if x.size > 2 else 0.0
-        return {"a": float(np.exp(x[0])), "b": float(np.exp(x[1])), "pi0": pi0}
+        u, v = self._shape(x)
+        return dict(zip(_PARAMS[self.family_], (float(u), float(v)))) | {"pi0": pi0}
 
     def _bootstrap(self, n_problems) -> dict:
         rng = np.random.default_rng(self.seed)
@@ -223,11 +303,11 @@ class SuccessDistribution:
                 continue
             r = self._optimize(w, self.zero_mass_, [self._x])
             rows.append(self._to_params(r.x))
-        return {k: np.array([row[k] for row in rows]) for k in ("a", "b", "pi0")}
+        return {k: np.array([row[k] for row in rows]) for k in _PARAMS[self.family_] + ("pi0",)}
 
     # ---------------------------------------------------------------- predictions
-    def _pass(self, a, b, pi0, ks):
-        fail = _fail_prob_beta(a, b, ks) if self.family == "beta" else _fail_prob_kumaraswamy(a, b, ks)
+    def _pass(self, u, v, pi0, ks):
+        fail = _fail_prob_beta(u, v, ks) if self.family_ == "beta" else _fail_prob_grid(self.family_, u, v, ks)
         return (1.0 - pi0) * (1.0 - np.clip(fail, 0.0, 1.0))
 
     def _ks(self, k):
@@ -236,51 +316,63 @@ class SuccessDistribution:
             raise ValueError(f"k must be >= 1, got {ks.tolist()}")
         return ks
 
+    def _n_boot(self) -> int:
+        return 0 if self.samples_ is None else int(len(self.samples_["pi0"]))
+
     def pass_at_k(self, k) -> np.ndarray:
         """Expected pass@k over problems, ``(1 - pi0) E[1 - (1 - p)^k]``, for each k."""
+        u, v = _PARAMS[self.family_]
         p = self.params_
-        return self._pass(p["a"], p["b"], p["pi0"], self._ks(k))
+        return self._pass(p[u], p[v], p["pi0"], self._ks(k))
 
     def pass_at_k_samples(self, k) -> np.ndarray:
         """pass@k under each bootstrap refit, (R, K)."""
         ks = self._ks(k)
-        s = self.samples_
-        return np.array([self._pass(a, b, q, ks) for a, b, q in zip(s["a"], s["b"], s["pi0"])])
+        u, v = (self.samples_[name] for name in _PARAMS[self.family_])
+        return np.array([self._pass(a, b, q, ks) for a, b, q in zip(u, v, self.samples_["pi0"])])
 
     def forecast(self, k) -> dict:
-        """pass@k at each k with its bootstrap interval, and whether k extrapolates beyond the samples."""
+        """pass@k at each k with its bootstrap interval, and whether k extrapolates beyond the samples;
+        with ``auto``, every family's forecast too (``by_family``)."""
         ks = self._ks(k)
-        out = {"k": ks.tolist(), "pass_at_k": self.pass_at_k(ks).tolist(), "level": self.level,
+        out = {"k": ks.tolist(), "pass_at_k": self.pass_at_k(ks).tolist(), "level": self.level, "family": self.family_,
                "extrapolation_factor": (ks / self.n_samples_["min"]).tolist()}
-        if self.samples_ is not None and len(self.samples_["a"]):
+        if self._n_boot():
             lo, hi = percentile_interval(self.pass_at_k_samples(ks), self.level)
             out["lower"], out["upper"] = lo.tolist(), hi.tolist()
+        if self.candidates_:
+            out["by_family"] = {f: d.pass_at_k(ks).tolist() for f, d in self.candidates_.items()}
         return out
 
     def never_solvable(self) -> dict:
         """The share of problems with p = 0 (``pi0``) with its interval, and pass@k's limit ``1 - pi0``."""
         out = {"share": self.params_["pi0"], "fitted": self.zero_mass_, "pass_at_infinity": 1.0 - self.params_["pi0"]}
-        if self.samples_ is not None and len(self.samples_["pi0"]):
+        if self._n_boot():
             out["interval"] = [float(v) for v in percentile_interval(self.samples_["pi0"], self.level)]
         return out
 
     def intervals(self, level=None) -> dict:
-        if self.samples_ is None or not len(self.samples_["a"]):
+        if not self._n_boot():
             return {}
         level = self.level if level is None else level
         return {k: [float(x) for x in percentile_interval(v, level)] for k, v in self.samples_.items()}
 
     def to_dict(self) -> dict:
-        return {"family": self.family, "params": self.params_, "intervals": self.intervals(), "loglik": self.loglik_,
-                "aic": self.aic_, "zero_mass": self.zero_mass_, "lr_statistic": self.lr_statistic_,
-                "at_bounds": self.at_bounds_, "never_solvable": self.never_solvable(), "n_problems": self.n_problems_,
-                "n_samples": self.n_samples_, "n_bootstrap": 0 if self.samples_ is None else int(len(self.samples_["a"]))}
+        out = {"family": self.family_, "params": self.params_, "intervals": self.intervals(), "loglik": self.loglik_,
+               "aic": self.aic_, "zero_mass": self.zero_mass_, "lr_statistic": self.lr_statistic_,
+               "at_bounds": self.at_bounds_, "never_solvable": self.never_solvable(), "n_problems": self.n_problems_,
+               "n_samples": self.n_samples_, "n_bootstrap": self._n_boot()}
+        if self.candidates_:
+            out["selection"] = {"rule": f"beta unless another family's AIC is lower by more than {_AIC_MARGIN:g}, then the lowest AIC",
+                                "families": {f: {"aic": d.aic_, "loglik": d.loglik_, "params": d.params_}
+                                             for f, d in self.candidates_.items()}}
+        return out
 
     def __repr__(self):
         if not hasattr(self, "params_"):
             return f"SuccessDistribution(family={self.family!r}, zero_mass={self.zero_mass!r})"
-        p = self.params_
-        return f"SuccessDistribution({self.family}: a={p['a']:.4g}, b={p['b']:.4g}, pi0={p['pi0']:.3g})"
+        shape = ", ".join(f"{k}={self.params_[k]:.4g}" for k in _PARAMS[self.family_])
+        return f"SuccessDistribution({self.family_}: {shape}, pi0={self.params_['pi0']:.3g})"
 
 
 def subsample_counts(n, c, m: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -311,7 +403,7 @@ def aggregate_forecast(n, c, k, *, n_bootstrap: int = 200, level: float = 0.95, 
     return out
 
 
-def forecast_backtest(n, c, m: int, k, *, family: str = "beta", zero_mass="auto", n_bootstrap: int = 200,
+def forecast_backtest(n, c, m: int, k, *, family: str = "auto", zero_mass="auto", n_bootstrap: int = 200,
                       level: float = 0.95, seed: int = 0) -> dict:
     """Keep ``m`` samples per problem, forecast pass@k from them (distribution and aggregate law), and
     score both against the unbiased pass@k of all the samples (every k must be at most the fewest n)."""
@@ -335,7 +427,7 @@ def forecast_backtest(n, c, m: int, k, *, family: str = "beta", zero_mass="auto"
     return out
 
 
-def passk_forecast_report(groups: dict, ks, *, family: str = "beta", zero_mass="auto", n_bootstrap: int = 200,
+def passk_forecast_report(groups: dict, ks, *, family: str = "auto", zero_mass="auto", n_bootstrap: int = 200,
                           level: float = 0.95, backtest: int | None = None, seed: int = 0) -> dict:
     """Per (task, model) group: the fitted distribution, pass@k forecasts with intervals, the
     never-solvable share, the aggregate coverage law's forecast beside it, the unbiased pass@k where
