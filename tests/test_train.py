@@ -434,3 +434,17 @@ def test_kept_evaluation_checkpoints_are_scored_as_checkpoints_of_the_run(tmp_pa
         assert by_model[f"tiny@{s}"]["d"] == s * cfg.tokens_per_step and by_model[f"tiny@{s}"]["loss"] is None
     pts = LadderPoints.from_score_rows(rows, "exact_match")
     assert pts.final.sum() == 1 and (pts.run == "tiny").all() and pts.D[pts.final][0] == 24 * cfg.tokens_per_step
+
+
+def test_verification_forecast_is_the_one_with_the_narrowest_calibrated_interval():
+    from scalinglab.experiments.ladder import choose_forecast
+    z = 1.959964
+    form = {"predicted_loss": 1.0, "interval": [math.exp(-z * 0.06), math.exp(z * 0.06)]}
+    curve = {"predicted_loss": 1.05, "interval": [1.05 * math.exp(-z * 0.03), 1.05 * math.exp(z * 0.04)]}
+    out = choose_forecast({"kaplan-nd": form, "curve law": curve})
+    assert out["chosen"] == "curve law" and out["predicted_loss"] == 1.05 and out["interval"] == curve["interval"]
+    assert out["sd_log"] == pytest.approx({"kaplan-nd": 0.06, "curve law": 0.035})
+    # a member without a usable interval cannot be chosen; with none usable the first is kept
+    nan = {"predicted_loss": 2.0, "interval": [float("nan"), float("nan")]}
+    assert choose_forecast({"kaplan-nd": form, "curve law": nan})["chosen"] == "kaplan-nd"
+    assert choose_forecast({"a": nan, "b": dict(nan, predicted_loss=3.0)})["predicted_loss"] == 2.0

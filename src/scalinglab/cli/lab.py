@@ -207,11 +207,11 @@ def _print_ladder(report: dict) -> None:
                           f"({v['extrapolation']['compute_over_max_fitted']:.1f}x the largest fitted budget), N={_q(v['N'])}, "
                           f"D={_q(v['D'])}: forecast {v['predicted_loss']:.4f} [{v['interval'][0]:.4f}, {v['interval'][1]:.4f}], "
                           f"actual {v['actual_loss']:.4f} ({v['relative_error']:+.2%}; inside: {v['inside_interval']}; "
-                          f"law: {v['law']})")
-            c = v.get("curve_law")
-            if c and "relative_error" in c:
-                console.print(f"  curve law (independent): forecast {c['predicted_loss']:.4f} [{c['interval'][0]:.4f}, "
-                              f"{c['interval'][1]:.4f}] ({c['relative_error']:+.2%}; inside: {c['inside_interval']})")
+                          f"by the {v.get('forecast_by', v['law'])}, the narrowest calibrated interval)")
+            for name, c in [(v["law"], v.get("form")), ("curve law", v.get("curve_law"))]:
+                if c and "relative_error" in c:
+                    console.print(f"  {name}: forecast {c['predicted_loss']:.4f} [{c['interval'][0]:.4f}, "
+                                  f"{c['interval'][1]:.4f}] ({c['relative_error']:+.2%}; inside: {c['inside_interval']})")
         elif v:
             console.print(f"[yellow]{family} verification[/]: {v.get('error') or v.get('status')}")
     if "moe_vs_dense" in report:

@@ -348,8 +348,8 @@ def _fit_and_verify(spec, family, entries, store, executor, checkpoint_dir, out,
                 "n_cuts": len({(r["axis"], r["fitted_max"]) for r in bt})}
     timings[f"{family}_curve_law_s"] = time.perf_counter() - t
     if verify and chosen is not None:
-        log(f"forecast law: {chosen} (the smallest rolling-origin backtest error on the ladder)"
-            if chosen == fit.get("recommended") else f"forecast law: {chosen} (no form could be ranked by backtests)")
+        log(f"(N, D) form: {chosen} (the smallest rolling-origin backtest error on the ladder; it sizes the verification run)"
+            if chosen == fit.get("recommended") else f"(N, D) form: {chosen} (no form could be ranked by backtests)")
         t = time.perf_counter()
         result["verification"] = _verify(spec, family, fit, chosen, curve_law, store, executor, checkpoint_dir,
                                          show_progress, log, out_dir if figures else None, vocab_size)
@@ -471,6 +471,25 @@ def _forecast_with(law, name, n, D):
     return {"law": name, "predicted_loss": pred, "interval": [lo, hi]}
 
 
+def choose_forecast(members: dict) -> dict:
+    """Of several forecasts of one loss, each ``{"predicted_loss", "interval"}`` (95%), the one with the
+    smallest calibrated error: the narrowest 95% prediction interval in log space.
+
+    Each member's interval already holds its own rolling-origin extrapolation error at its own distance
+    from its data: the (N, D) form extrapolates the ladder's compute by the verification multiplier (its
+    error per decade measured on cuts along C and N), the curve law the tokens and sizes beyond its
+    longest curves (its error measured by holding out the largest sizes). So the comparison is each
+    law's backtest error at the distance the forecast asks of it, not at the backtests' own distances.
+    Members without a finite interval are left out (the first member is kept when none has one).
+    """
+    sd = {k: (math.log(m["interval"][1]) - math.log(m["interval"][0])) / (2 * 1.959964) for k, m in members.items()
+          if len(m.get("interval") or []) == 2 and all(np.isfinite(m["interval"])) and 0 < m["interval"][0] < m["interval"][1]}
+    name = min(sd, key=sd.get) if sd else next(iter(members))
+    m = members[name]
+    return {"chosen": name, "predicted_loss": m["predicted_loss"], "interval": list(m["interval"]), "sd_log": sd,
+            "rule": "the narrowest 95% prediction interval (each holds its own extrapolation error)"}
+
+
 def _verify(spec, family, fit, chosen, curve_law, store, executor, checkpoint_dir, show_progress, log, out_dir, vocab_size):
     """Forecast the loss of a run at ``verify_multiplier`` x the largest budget, then train it."""
     C = spec.verify_multiplier * max(spec.budgets)
@@ -484,28 +503,37 @@ def _verify(spec, family, fit, chosen, curve_law, store, executor, checkpoint_di
     h = resolve_horizon(cfg, n)
     D = float(h["tokens"])
     main = _forecast_with(law, chosen, n, D)
-    pred, (lo, hi) = main["predicted_loss"], main["interval"]
     others = {name: _forecast_with(e["law"], name, n, D) for name, e in fit["fits"].items()
               if "law" in e and name != chosen and getattr(e["law"], "variables", None) == ("N", "D")}
     forecast = {"compute_flops": C, "N": n, "D": D, "N_opt_fit": float(n_opt), "lr": cfg.lr, "law": chosen,
-                "predicted_loss": pred, "interval": [lo, hi],
+                "predicted_loss": main["predicted_loss"], "interval": main["interval"],
                 "interval_kind": "95% prediction (bootstrap parameters + residuals + rolling-origin extrapolation error)",
-                "other_laws": others,
+                "form": main, "other_laws": others,
                 "extrapolation": {"compute_over_max_fitted": C / law.data_range_["C_max"],
                                   "factor": float(10 ** law.extrapolation_distance([n], [D])[0]),
                                   "fitted_on": law.data_range_,
                                   "model_error": {k: v for k, v in (law.extrapolation_ or {}).items()
                                                   if k not in ("predictions", "skipped")}}}
+    members = {chosen: main}
     if curve_law is not None:
         s1, d, a = schedule_terms(cfg, h["steps"], [h["steps"]])
         cl = float(curve_law.predict([n], s1, d, a)[0])
         clo, chi = (float(x[0]) for x in curve_law.predict_interval([n], s1, d, a))
         forecast["curve_law"] = {"predicted_loss": cl, "interval": [clo, chi], "S1": float(s1[0]),
                                  "extrapolation_factor": float(10 ** curve_law.extrapolation_distance([n], s1)[0])}
-    log(f"forecast before training ({chosen}): {family} d{model.d_model}L{model.n_layers} (N={n:,.0f}, D={D:,.0f}, "
+        members["curve law"] = forecast["curve_law"]
+    forecast["selection"] = choose_forecast(members)
+    forecast["selection"]["extrapolation_factor"] = {chosen: forecast["extrapolation"]["factor"], **(
+        {"curve law": forecast["curve_law"]["extrapolation_factor"]} if "curve_law" in forecast else {})}
+    forecast["forecast_by"] = forecast["selection"]["chosen"]
+    forecast["predicted_loss"] = pred = forecast["selection"]["predicted_loss"]
+    forecast["interval"] = [lo, hi] = forecast["selection"]["interval"]
+    log(f"forecast before training (by the {forecast['forecast_by']}, the narrowest calibrated interval"
+        + "".join(f"; {k} sd {v:.3f}" for k, v in forecast["selection"]["sd_log"].items()) + "): "
+        f"{family} d{model.d_model}L{model.n_layers} (N={n:,.0f}, D={D:,.0f}, "
         f"C={C:.3g}, {forecast['extrapolation']['compute_over_max_fitted']:.1f}x the largest fitted C, lr {cfg.lr:.3g}): "
-        f"loss {pred:.4f} [{lo:.4f}, {hi:.4f}]"
-        + (f"; curve law {forecast['curve_law']['predicted_loss']:.4f}" if "curve_law" in forecast else ""))
+        f"loss {pred:.4f} [{lo:.4f}, {hi:.4f}]; {chosen} alone {main['predicted_loss']:.4f}"
+        + (f", curve law alone {forecast['curve_law']['predicted_loss']:.4f}" if "curve_law" in forecast else ""))
     entry = LadderEntry(f"{family}-verify-C{C:.2g}-d{model.d_model}L{model.n_layers}", family, C, cfg, role="verify",
                         hp_rule=spec.hp_rule())
     store.add_decision("forecast", entry.run_id, "forecast", forecast)
@@ -518,12 +546,13 @@ def _verify(spec, family, fit, chosen, curve_law, store, executor, checkpoint_di
         forecast["actual_loss"] = actual
         forecast["relative_error"] = pred / actual - 1.0
         forecast["inside_interval"] = bool(lo <= actual <= hi)
-        for f in list(others.values()) + ([forecast["curve_law"]] if "curve_law" in forecast else []):
+        for f in [main] + list(others.values()) + ([forecast["curve_law"]] if "curve_law" in forecast else []):
             f["relative_error"] = f["predicted_loss"] / actual - 1.0
             f["inside_interval"] = bool(f["interval"][0] <= actual <= f["interval"][1])
         log(f"verification: actual {actual:.4f} vs forecast {pred:.4f} ({forecast['relative_error']:+.2%}); inside the "
             f"interval: {forecast['inside_interval']}"
-            + (f"; curve law {forecast['curve_law']['relative_error']:+.2%}" if "curve_law" in forecast else ""))
+            + f"; {chosen} alone {main['relative_error']:+.2%}"
+            + (f", curve law alone {forecast['curve_law']['relative_error']:+.2%}" if "curve_law" in forecast else ""))
         if out_dir is not None:
             forecast["figure"] = _verification_figure(store, run, forecast, out_dir)
     return forecast
@@ -538,7 +567,8 @@ def _verification_figure(store, run, forecast, out_dir) -> list[str]:
     C = forecast["compute_flops"]
     ax.errorbar([C], [forecast["predicted_loss"]],
                 yerr=[[forecast["predicted_loss"] - forecast["interval"][0]], [forecast["interval"][1] - forecast["predicted_loss"]]],
-                fmt="s", color="C3", capsize=4, label=f"forecast before training, {forecast['law']} (95% prediction interval)")
+                fmt="s", color="C3", capsize=4,
+                label=f"forecast before training, by the {forecast.get('forecast_by', forecast['law'])} (95% prediction interval)")
     if "curve_law" in forecast:
         c = forecast["curve_law"]
         ax.errorbar([C * 1.04], [c["predicted_loss"]], yerr=[[c["predicted_loss"] - c["interval"][0]], [c["interval"][1] - c["predicted_loss"]]],
