@@ -80,7 +80,7 @@ def main() -> None:
     print(f"wall time outside training steps: {1 - step_s / wall:.1%} (evaluation {eval_s / wall:.1%}; target < 10%)")
     print("stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in report["timings"].items()))
     if "actual_loss" in ver:
-        print(f"verification at {ver['compute_flops']:.3g} FLOPs ({ver['law']}): forecast {ver['predicted_loss']:.4f} "
+        print(f"verification at {ver['compute_flops']:.3g} FLOPs (by the {ver.get('forecast_by', ver['law'])}): forecast {ver['predicted_loss']:.4f} "
               f"[{ver['interval'][0]:.4f}, {ver['interval'][1]:.4f}], actual {ver['actual_loss']:.4f} "
               f"({ver['relative_error']:+.2%})")
 

@@ -334,6 +334,9 @@ def test_cli_smoke_ladder_end_to_end(tmp_path):
     fam = rep["families"]["dense"]
     v = fam["verification"]
     assert v["status"] == "finished" and v["actual_loss"] > 0 and len(v["interval"]) == 2
+    assert v["forecast_by"] in (v["law"], "curve law") and v["selection"]["chosen"] == v["forecast_by"]
+    sd = v["selection"]["sd_log"]
+    assert v["forecast_by"] == min(sd, key=sd.get) and v["form"]["law"] == v["law"]
     assert (tmp_path / "out" / "dense" / "isoflops.png").exists()
     assert rep["training"]["trained"] == 6
 
