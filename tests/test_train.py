@@ -341,6 +341,31 @@ def test_cli_smoke_ladder_end_to_end(tmp_path):
     assert rep["training"]["trained"] == 6
 
 
+def test_ctrl_c_inside_a_step_stops_after_it_and_resumes_exactly(tiny_corpus, tmp_path, monkeypatch):
+    """SIGINT delivered after the optimizer has updated the weights but before the step is counted:
+    the run must stop between steps, so the resumed run neither repeats nor skips that update."""
+    from scalinglab.train import run as run_mod
+    cfg = tiny_cfg(tiny_corpus, seed=11)
+    straight = train_run(cfg)
+    real, calls = run_mod.train_step, []
+
+    def step_then_ctrl_c(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 10:
+            os.kill(os.getpid(), signal.SIGINT)      # lands inside the step, before `step += 1`
+        return out
+
+    monkeypatch.setattr(run_mod, "train_step", step_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg, checkpoint_dir=tmp_path / "ck", checkpoint_every_s=1e9)
+    assert len(calls) == 10 and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    monkeypatch.setattr(run_mod, "train_step", real)
+    resumed = train_run(cfg, checkpoint_dir=tmp_path / "ck")
+    assert resumed.resumed_from_step == 10
+    assert [p["loss"] for p in resumed.curve if p["split"] == "val"] == [p["loss"] for p in straight.curve if p["split"] == "val"]
+
+
 def test_checkpoints_on_an_fsspec_url_resume_exactly(tiny_corpus):
     """A cluster's shared checkpoint store given as an fsspec URL (here the in-memory filesystem)."""
     cfg = tiny_cfg(tiny_corpus, seed=7)

@@ -129,6 +129,8 @@ def ladder_cmd(
                                 show_progress=not as_json, log=log)
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
+    finally:
+        getattr(ex, "close", lambda: None)()
     if as_json:
         _emit_json(report)
     else:
@@ -314,6 +316,8 @@ def compare_cmd(
                                      figures=figures, show_progress=not as_json, log=log)
             except (FitError, ValueError) as e:
                 _fail(str(e))
+            finally:
+                getattr(ex, "close", lambda: None)()
     if as_json:
         return _emit_json(result)
     _print_compare(result)

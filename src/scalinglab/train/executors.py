@@ -102,6 +102,11 @@ class InlineExecutor:
 class LocalExecutor:
     """Worker processes on this machine (spawned, so CUDA and threads start clean).
 
+    The workers outlive one ``run`` call and serve the next (a ladder calls it for the LR sweep, the
+    grid and the verification: each fresh worker would import torch again); ``close`` stops them, and
+    they stop with the driver in any case. A pool that broke (a worker died) or was left by an
+    exception is shut down and the next ``run`` starts a fresh one.
+
     Args:
         workers: runs at a time (on a 2-core CPU, 1 worker with 2 threads is fastest).
         threads: torch threads per worker (default: torch's choice).
@@ -110,42 +115,68 @@ class LocalExecutor:
     def __init__(self, workers: int = 1, threads: int | None = None):
         self.workers = workers
         self.threads = threads
+        self._pool = None
+        self._queue = None
+
+    def _started(self):
+        if self._pool is None:
+            ctx = mp.get_context("spawn")
+            if self._queue is None:   # inherited by the workers at start; no manager process to outlive the driver
+                self._queue = ctx.Queue()
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_init_worker,
+                                             initargs=(self._queue, self.threads, os.getpid()))
+        return self._pool
+
+    def _stop_pool(self):
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def run(self, tasks, on_progress, on_result, claim=None):
-        ctx = mp.get_context("spawn")
-        q = ctx.Queue()          # inherited by the workers at start; no manager process to outlive the driver
         pending = list(tasks)
-        try:
-            while pending:
-                pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_init_worker,
-                                           initargs=(q, self.threads, os.getpid()))
-                futures = {}
-                broken = False
-                try:
-                    while (pending or futures) and not broken:
-                        while pending and len(futures) < self.workers:
-                            t = pending.pop(0)
-                            if claim is None or claim(t):
-                                futures[pool.submit(_execute, t)] = t
-                        done, _ = wait(list(futures), timeout=0.25, return_when=FIRST_COMPLETED)
-                        _drain(q, on_progress)
-                        for fut in done:
-                            task = futures.pop(fut)
-                            try:
-                                on_result(task, fut.result(), None)
-                            except BrokenProcessPool:
-                                on_result(task, None, "worker process died (killed or crashed)")
-                                broken = True
-                            except Exception as e:  # noqa: BLE001
-                                on_result(task, None, f"{type(e).__name__}: {e}")
-                    if broken:  # the others in flight died with the pool: run them again
-                        pending = list(futures.values()) + pending
-                finally:
-                    pool.shutdown(wait=True, cancel_futures=True)
+        while pending:
+            pool = self._started()
+            q = self._queue
+            futures = {}
+            broken, clean = False, False
+            try:
+                while (pending or futures) and not broken:
+                    while pending and len(futures) < self.workers:
+                        t = pending.pop(0)
+                        if claim is None or claim(t):
+                            futures[pool.submit(_execute, t)] = t
+                    done, _ = wait(list(futures), timeout=0.25, return_when=FIRST_COMPLETED)
                     _drain(q, on_progress)
-        finally:
-            q.close()
-            q.join_thread()
+                    for fut in done:
+                        task = futures.pop(fut)
+                        try:
+                            on_result(task, fut.result(), None)
+                        except BrokenProcessPool:
+                            on_result(task, None, "worker process died (killed or crashed)")
+                            broken = True
+                        except Exception as e:  # noqa: BLE001
+                            on_result(task, None, f"{type(e).__name__}: {e}")
+                if broken:  # the others in flight died with the pool: run them again
+                    pending = list(futures.values()) + pending
+                clean = not broken
+            finally:
+                if not clean:
+                    self._stop_pool()
+                _drain(q, on_progress)
+
+    def close(self):
+        """Stop the workers and close the progress queue."""
+        self._stop_pool()
+        if self._queue is not None:
+            self._queue.close()
+            self._queue.join_thread()
+            self._queue = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def _drain(q, on_progress):

@@ -2,8 +2,11 @@
 log-spaced evaluation on fixed held-out tokens, divergence detection, exact checkpoint/resume."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -215,6 +218,33 @@ def train_step(model: GPT, stepper, optims: list[torch.optim.Optimizer], cfg: Ru
     return loss, aux
 
 
+class _DeferredInterrupt:
+    """SIGINT (Ctrl-C) during a training loop stops it between steps, never inside one: the handler
+    only records the request and the loop raises ``KeyboardInterrupt`` at the end of the step, so the
+    checkpoint it writes holds the parameters, optimizer state, step count and curve of one moment.
+    (Raised mid-step, after the optimizer had updated the weights but before the step was counted, the
+    resumed run would repeat that step.) A second Ctrl-C stops at once without a checkpoint (the last
+    periodic one stays). Installed only in the main thread and only over Python's default handler."""
+
+    def __init__(self):
+        self.requested = self.hard = False
+        self._previous = None
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            self.hard = True
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self):
+        if self._previous is not None:
+            with contextlib.suppress(ValueError):
+                signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
 def train_run(cfg: RunConfig, *, checkpoint_dir: str | Path | None = None, data: TokenData | None = None,
               progress: Callable[[dict], None] | None = None, stop_after_steps: int | None = None,
               checkpoint_every_s: float = 60.0, threads: int | None = None) -> RunResult:
@@ -298,6 +328,7 @@ def train_run(cfg: RunConfig, *, checkpoint_dir: str | Path | None = None, data:
     tokens_per_step = cfg.tokens_per_step
     warmup = warmup_steps_of(cfg, total)
     step_s = eval_s = 0.0
+    stop = _DeferredInterrupt()
     try:
         while step < total:
             ts = time.perf_counter()
@@ -351,9 +382,14 @@ def train_run(cfg: RunConfig, *, checkpoint_dir: str | Path | None = None, data:
             if ckpt_dir is not None and (now - last_ckpt > checkpoint_every_s):
                 checkpoint()
                 last_ckpt = now
+            if stop.requested:
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
-        checkpoint()  # SIGINT: a clean stop that keeps the work done so far
+        if not stop.hard:
+            checkpoint()  # SIGINT: a clean stop between steps that keeps the work done so far
         raise
+    finally:
+        stop.restore()
     elapsed = time.perf_counter() - t0
     done = step - resumed_from
     if status == "finished":
