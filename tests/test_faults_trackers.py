@@ -294,3 +294,18 @@ def test_mlflow_import_from_a_local_mlruns_folder(tmp_path, monkeypatch):
             mlflow.log_metric("loss", 4.0 - step * 0.1, step=step)
     res = trackers.read_mlflow(str(folder), trackers.Mapping(n="n_params", d="tokens"))
     assert res.runs[0].n_total == 2e6 and res.runs[0].tokens == 4e7 and res.runs[0].final_loss == pytest.approx(3.6)
+
+
+def test_local_executor_keeps_its_worker_and_replaces_one_that_died_while_idle():
+    from scalinglab.train.executors import LocalExecutor
+    with LocalExecutor() as ex:
+        pool = ex._started()
+        first = pool.submit(os.getpid).result()
+        assert ex._started() is pool and pool.submit(os.getpid).result() == first   # the same worker serves again
+        os.kill(first, signal.SIGKILL)                                              # dies between two calls
+        deadline = time.time() + 30
+        while not getattr(pool, "_broken", False) and time.time() < deadline:
+            time.sleep(0.05)
+        fresh = ex._started()
+        assert fresh is not pool and fresh.submit(os.getpid).result() not in (first, os.getpid())
+    assert ex._pool is None and ex._queue is None

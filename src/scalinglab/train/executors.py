@@ -119,6 +119,8 @@ class LocalExecutor:
         self._queue = None
 
     def _started(self):
+        if self._pool is not None and getattr(self._pool, "_broken", False):
+            self._stop_pool()         # its worker died while idle between two calls: start afresh
         if self._pool is None:
             ctx = mp.get_context("spawn")
             if self._queue is None:   # inherited by the workers at start; no manager process to outlive the driver
