@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from scalinglab.cli import app
 from scalinglab.laws import FitError
 from scalinglab.testtime import SuccessDistribution, forecast_backtest, subsample_counts
-from scalinglab.testtime.distribution import (_fail_prob_beta, _fail_prob_kumaraswamy, _fail_prob_logitnormal, _Grid,
+from scalinglab.testtime.distribution import (_fail_prob_beta, _fail_prob_grid, _Grid,
                                                _Kumaraswamy, _LogitNormal)
 
 
@@ -26,7 +26,7 @@ def test_pass_at_k_closed_form_and_grid_match_quadrature(a, b):
     np.testing.assert_allclose(1 - _fail_prob_beta(a, b, ks), beta_want, rtol=1e-6, atol=1e-8)
     kuma_pdf = lambda p: a * b * p ** (a - 1) * (1 - p ** a) ** (b - 1)  # noqa: E731
     kuma_want = [quad_pass_at_k(kuma_pdf, k) for k in ks]
-    np.testing.assert_allclose(1 - _fail_prob_kumaraswamy(a, b, ks), kuma_want, rtol=1e-5, atol=2e-6)
+    np.testing.assert_allclose(1 - _fail_prob_grid("kumaraswamy", a, b, ks), kuma_want, rtol=1e-5, atol=2e-6)
 
 
 def test_kumaraswamy_likelihood_on_grid_equals_beta_binomial_at_a_one():
@@ -48,7 +48,7 @@ def logitnormal_pass_at_k(mu, sigma, k):
 def test_logitnormal_pass_at_k_and_likelihood_match_quadrature(mu, sigma):
     ks = np.array([1.0, 10.0, 1000.0, 1e5])
     want = [logitnormal_pass_at_k(mu, sigma, k) for k in ks]
-    np.testing.assert_allclose(1 - _fail_prob_logitnormal(mu, sigma, ks), want, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(1 - _fail_prob_grid("logitnormal", mu, sigma, ks), want, rtol=1e-6, atol=1e-9)
     n = np.array([1, 10, 100, 100, 100, 500])
     c = np.array([0, 3, 0, 1, 100, 250])
     got = _Grid(n, c).loglik(_LogitNormal, mu, sigma)

@@ -505,29 +505,26 @@ def _verify(spec, family, fit, chosen, curve_law, store, executor, checkpoint_di
     main = _forecast_with(law, chosen, n, D)
     others = {name: _forecast_with(e["law"], name, n, D) for name, e in fit["fits"].items()
               if "law" in e and name != chosen and getattr(e["law"], "variables", None) == ("N", "D")}
-    forecast = {"compute_flops": C, "N": n, "D": D, "N_opt_fit": float(n_opt), "lr": cfg.lr, "law": chosen,
-                "predicted_loss": main["predicted_loss"], "interval": main["interval"],
-                "interval_kind": "95% prediction (bootstrap parameters + residuals + rolling-origin extrapolation error)",
-                "form": main, "other_laws": others,
-                "extrapolation": {"compute_over_max_fitted": C / law.data_range_["C_max"],
-                                  "factor": float(10 ** law.extrapolation_distance([n], [D])[0]),
-                                  "fitted_on": law.data_range_,
-                                  "model_error": {k: v for k, v in (law.extrapolation_ or {}).items()
-                                                  if k not in ("predictions", "skipped")}}}
-    members = {chosen: main}
+    extrapolation = {"compute_over_max_fitted": C / law.data_range_["C_max"],
+                     "factor": float(10 ** law.extrapolation_distance([n], [D])[0]),
+                     "fitted_on": law.data_range_,
+                     "model_error": {k: v for k, v in (law.extrapolation_ or {}).items() if k not in ("predictions", "skipped")}}
+    members, factors, curve = {chosen: main}, {chosen: extrapolation["factor"]}, None
     if curve_law is not None:
         s1, d, a = schedule_terms(cfg, h["steps"], [h["steps"]])
         cl = float(curve_law.predict([n], s1, d, a)[0])
         clo, chi = (float(x[0]) for x in curve_law.predict_interval([n], s1, d, a))
-        forecast["curve_law"] = {"predicted_loss": cl, "interval": [clo, chi], "S1": float(s1[0]),
-                                 "extrapolation_factor": float(10 ** curve_law.extrapolation_distance([n], s1)[0])}
-        members["curve law"] = forecast["curve_law"]
-    forecast["selection"] = choose_forecast(members)
-    forecast["selection"]["extrapolation_factor"] = {chosen: forecast["extrapolation"]["factor"], **(
-        {"curve law": forecast["curve_law"]["extrapolation_factor"]} if "curve_law" in forecast else {})}
-    forecast["forecast_by"] = forecast["selection"]["chosen"]
-    forecast["predicted_loss"] = pred = forecast["selection"]["predicted_loss"]
-    forecast["interval"] = [lo, hi] = forecast["selection"]["interval"]
+        curve = {"predicted_loss": cl, "interval": [clo, chi], "S1": float(s1[0]),
+                 "extrapolation_factor": float(10 ** curve_law.extrapolation_distance([n], s1)[0])}
+        members["curve law"], factors["curve law"] = curve, curve["extrapolation_factor"]
+    selection = choose_forecast(members) | {"extrapolation_factor": factors}
+    pred, (lo, hi) = selection["predicted_loss"], selection["interval"]
+    forecast = {"compute_flops": C, "N": n, "D": D, "N_opt_fit": float(n_opt), "lr": cfg.lr, "law": chosen,
+                "predicted_loss": pred, "interval": [lo, hi],
+                "interval_kind": "95% prediction (bootstrap parameters + residuals + rolling-origin extrapolation error)",
+                "form": main, "other_laws": others, "extrapolation": extrapolation,
+                **({"curve_law": curve} if curve is not None else {}),
+                "selection": selection, "forecast_by": selection["chosen"]}
     log(f"forecast before training (by the {forecast['forecast_by']}, the narrowest calibrated interval"
         + "".join(f"; {k} sd {v:.3f}" for k, v in forecast["selection"]["sd_log"].items()) + "): "
         f"{family} d{model.d_model}L{model.n_layers} (N={n:,.0f}, D={D:,.0f}, "
@@ -568,7 +565,7 @@ def _verification_figure(store, run, forecast, out_dir) -> list[str]:
     ax.errorbar([C], [forecast["predicted_loss"]],
                 yerr=[[forecast["predicted_loss"] - forecast["interval"][0]], [forecast["interval"][1] - forecast["predicted_loss"]]],
                 fmt="s", color="C3", capsize=4,
-                label=f"forecast before training, by the {forecast.get('forecast_by', forecast['law'])} (95% prediction interval)")
+                label=f"forecast before training, by the {forecast['forecast_by']} (95% prediction interval)")
     if "curve_law" in forecast:
         c = forecast["curve_law"]
         ax.errorbar([C * 1.04], [c["predicted_loss"]], yerr=[[c["predicted_loss"] - c["interval"][0]], [c["interval"][1] - c["predicted_loss"]]],

@@ -143,14 +143,6 @@ def _fail_prob_grid(family, a, b, ks):
     return np.exp(logsumexp(w[None, :] + ks[:, None] * log1mp[None, :], axis=1)) + lo
 
 
-def _fail_prob_kumaraswamy(a, b, ks):
-    return _fail_prob_grid("kumaraswamy", a, b, ks)
-
-
-def _fail_prob_logitnormal(mu, sigma, ks):
-    return _fail_prob_grid("logitnormal", mu, sigma, ks)
-
-
 _PARAMS = {"beta": ("a", "b"), "kumaraswamy": ("a", "b"), "logitnormal": ("mu", "sigma")}
 _BOUNDS = {"beta": [_LOG_BOUNDS, _LOG_BOUNDS], "kumaraswamy": [_LOG_BOUNDS, _LOG_BOUNDS],
            "logitnormal": [_MU_BOUNDS, _LOG_SIGMA_BOUNDS]}
@@ -278,13 +270,16 @@ class SuccessDistribution:
 
     def _fit_auto(self, n, c) -> "SuccessDistribution":
         """Fit every family without the bootstrap, keep the beta unless another family's AIC is lower by
-        more than ``_AIC_MARGIN`` (then the lowest), then bootstrap the one kept."""
+        more than ``_AIC_MARGIN`` (then the lowest), then bootstrap the one kept (its fit reused)."""
         kw = {"zero_mass": self.zero_mass, "level": self.level, "seed": self.seed}
         fits = {f: SuccessDistribution(family=f, n_bootstrap=0, **kw).fit(n, c) for f in FAMILIES}
         best = min(FAMILIES, key=lambda f: fits[f].aic_)
         if fits[best].aic_ > fits["beta"].aic_ - _AIC_MARGIN:
             best = "beta"
-        chosen = fits[best] if not self.n_bootstrap else SuccessDistribution(family=best, n_bootstrap=self.n_bootstrap, **kw).fit(n, c)
+        chosen = fits[best]
+        if self.n_bootstrap:
+            chosen.n_bootstrap = self.n_bootstrap
+            chosen.samples_ = chosen._bootstrap(chosen.n_problems_)
         self.__dict__.update({k: v for k, v in chosen.__dict__.items() if k not in ("family", "n_bootstrap")})
         self.candidates_ = fits
         return self

@@ -2,7 +2,6 @@
 log-spaced evaluation on fixed held-out tokens, divergence detection, exact checkpoint/resume."""
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import signal
@@ -240,8 +239,7 @@ class _DeferredInterrupt:
 
     def restore(self):
         if self._previous is not None:
-            with contextlib.suppress(ValueError):
-                signal.signal(signal.SIGINT, self._previous)
+            signal.signal(signal.SIGINT, self._previous)
             self._previous = None
 
 
