@@ -78,7 +78,8 @@ logs = []
 with RunStore(sys.argv[2]) as st:
     out = train_entries(entries, st, InlineExecutor(threads=1), sys.argv[4], show_progress=False, log=logs.append,
                         poll_s=0.2)
-print(json.dumps({"outcome": out, "done": [l.split()[1].rstrip(":") for l in logs if l.startswith("done ")]}))
+print(json.dumps({"outcome": out, "done": [l.split()[1].rstrip(":") for l in logs if l.startswith("done ")],
+                  "logs": [l for l in logs if not l.startswith("done ")]}))
 """
 
 
@@ -109,9 +110,46 @@ def test_two_ladder_drivers_on_one_store_train_every_run_exactly_once(tmp_path, 
     trunks: dict[str, set] = {}
     for e in entries:
         trunks.setdefault(lease_key(e.config), set()).add("a" if e.name in a else "b")
-    assert all(len(v) == 1 for v in trunks.values())
+    assert all(len(v) == 1 for v in trunks.values()), (trunks, outs)
     for o in outs:
         assert o["outcome"]["trained"] + o["outcome"]["by_other_drivers"] == len(entries)
     with RunStore(store) as st:
         assert {r.status for r in st.runs()} == {"finished"}
         assert st.lease(lease_key(entries[0].config)) is None          # released at the end
+
+
+def test_writers_of_one_token_cache_never_share_a_temporary_file(tmp_path, monkeypatch):
+    """Two drivers tokenizing one corpus at once: one finishing its whole write between the other's
+    write and rename must leave both successful and the file whole (a shared temporary name failed
+    the second rename, and with it a run)."""
+    from scalinglab.train import data as data_mod
+    path = tmp_path / "train.bin"
+
+    def outer(tmp):
+        tmp.write_bytes(b"a" * 1000)
+        data_mod._replace_with(path, lambda t: t.write_bytes(b"a" * 1000))   # the other writer, start to end
+
+    data_mod._replace_with(path, outer)
+    assert path.read_bytes() == b"a" * 1000
+    assert [p.name for p in tmp_path.iterdir()] == ["train.bin"]      # no temporary left behind
+    # and end to end: eight threads tokenize a fresh corpus at once
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(6):
+        (corpus / f"f{i}.py").write_text(f"x = {i}\n" * 200)
+    monkeypatch.setenv("SCALINGLAB_CACHE", str(tmp_path / "cache"))
+    barrier, got, errors = threading.Barrier(8), [], []
+
+    def tokenize():
+        barrier.wait()
+        try:
+            got.append(data_mod.load_tokens(str(corpus)).train.size)
+        except Exception as e:  # noqa: BLE001 - collected for the assertion
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=tokenize) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(set(got)) == 1 and got[0] > 0

@@ -17,6 +17,8 @@ import hashlib
 import json
 import os
 import sysconfig
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +126,19 @@ def _documents(corpus: str) -> list[tuple[str, bytes]]:
     return _user_documents(corpus)[1]
 
 
+def _replace_with(path: Path, write: Callable[[Path], object]) -> None:
+    """Write ``path`` through a temporary file of this writer's own (``write(tmp)``) and an atomic rename.
+    Drivers sharing a cache may tokenize the same corpus at once: each writes the same bytes under its
+    own name, and the renames leave one whole file (a shared temporary name let one writer rename the
+    file away from under the other)."""
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def load_tokens(corpus: str = "stdlib", tokenizer: str = "byte", *, bpe_vocab: int = 1024) -> TokenData:
     """Tokenize ``corpus`` (``"stdlib"``, a folder, a text file, a JSONL file with ``text``, or a
     procedural task corpus ``task:KIND:DIGITS[:FORMAT]``, optionally with a curation suffix ``+dedup``,
@@ -162,15 +177,11 @@ def load_tokens(corpus: str = "stdlib", tokenizer: str = "byte", *, bpe_vocab: i
         else:
             arrays, vocab = _bpe_encode(train_docs, val_docs, bpe_vocab, folder)
         for split, arr in arrays.items():
-            tmp = folder / f"{split}.bin.tmp"
-            arr.tofile(tmp)
-            os.replace(tmp, folder / f"{split}.bin")
+            _replace_with(folder / f"{split}.bin", arr.tofile)
         meta = {"corpus": corpus, "corpus_hash": content.hexdigest()[:16], "tokenizer": tag, "vocab_size": vocab,
                 "dtype": str(arrays["train"].dtype), "n_documents": len(train_docs) + len(val_docs),
                 "curation": curation}
-        tmp = folder / "meta.json.tmp"
-        tmp.write_text(json.dumps(meta))
-        os.replace(tmp, meta_path)
+        _replace_with(meta_path, lambda tmp: tmp.write_text(json.dumps(meta)))   # last: the cache is complete
     meta = json.loads(meta_path.read_text())
     mm = {s: np.memmap(folder / f"{s}.bin", dtype=meta["dtype"], mode="r") for s in ("train", "val")}
     return TokenData(train=mm["train"], val=mm["val"], vocab_size=meta["vocab_size"], corpus=corpus,
@@ -187,7 +198,7 @@ def _bpe_encode(train_docs, val_docs, vocab_size, folder):
                                   show_progress=False)
     texts = [d.decode("utf-8", errors="replace") for d in train_docs]
     tok.train_from_iterator(texts, trainer=trainer)
-    tok.save(str(folder / "tokenizer.json"))
+    _replace_with(folder / "tokenizer.json", lambda tmp: tok.save(str(tmp)))
     out = {}
     for split, docs in (("train", texts), ("val", [d.decode("utf-8", errors="replace") for d in val_docs])):
         ids = [np.asarray(e.ids, dtype=np.uint16) for e in tok.encode_batch(docs)]
