@@ -188,38 +188,6 @@ def test_rotary_rotates_interleaved_pairs_by_position():
     assert apply_rotary(x.bfloat16(), cos, sin).dtype == torch.bfloat16
 
 
-def test_rotary_qkv_function_matches_autograd_through_split_and_rotation():
-    """The attention's fused rotate-and-split (its backward writes q's, k's and v's gradients into one
-    buffer) against autograd through the written-out steps, and gradcheck in float64."""
-    from scalinglab.train.model import _RotaryQKV, apply_rotary, rotary_tables
-    torch.manual_seed(0)
-    B, T, H, K = 2, 7, 3, 8
-    cos, sin = rotary_tables(T, K)
-    rot = torch.complex(cos, sin)
-    x = torch.randn(B, T, 3, H, K, requires_grad=True)
-    gs = [torch.randn(B, H, T, K) for _ in range(3)]
-    got = _RotaryQKV.apply(x, rot)
-    qk, v = x.split([2, 1], dim=2)
-    ref = [t.transpose(1, 2) for t in apply_rotary(qk, cos, sin).unbind(2)] + [v.squeeze(2).transpose(1, 2)]
-    for a, b in zip(got, ref):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
-    g_got = torch.autograd.grad(sum((t * g).sum() for t, g in zip(got, gs)), x, retain_graph=True)[0]
-    g_ref = torch.autograd.grad(sum((t * g).sum() for t, g in zip(ref, gs)), x)[0]
-    torch.testing.assert_close(g_got, g_ref, rtol=1e-6, atol=1e-6)
-    # an output left out of the loss gets a zero gradient
-    g_qv = torch.autograd.grad((got[0] * gs[0]).sum() + (got[2] * gs[2]).sum(), x)[0]
-    assert torch.equal(g_qv[:, :, 1], torch.zeros_like(g_qv[:, :, 1]))
-    x64 = torch.randn(1, 3, 3, 2, 4, dtype=torch.float64, requires_grad=True)
-    c64, s64 = rotary_tables(3, 4)
-    assert torch.autograd.gradcheck(_RotaryQKV.apply, (x64, torch.complex(c64, s64).to(torch.complex128)))
-    xb = x.detach().bfloat16().requires_grad_()
-    qb, kb, vb = _RotaryQKV.apply(xb, rot)
-    assert qb.dtype == torch.bfloat16
-    torch.testing.assert_close(qb.float(), ref[0].detach(), rtol=2e-2, atol=2e-2)
-    (qb.float().sum() + kb.float().sum() + vb.float().sum()).backward()
-    assert xb.grad.dtype == torch.bfloat16
-
-
 def test_swiglu_equals_gate_times_value_of_one_projection():
     from scalinglab.train.model import MLP
     torch.manual_seed(0)

@@ -45,54 +45,6 @@ def apply_rotary(x_BTHK: torch.Tensor, cos_TK: torch.Tensor, sin_TK: torch.Tenso
     return torch.view_as_real(x * rot_TK).flatten(-2).to(x_BTHK.dtype)
 
 
-_COMPLEX_OK = (torch.float32, torch.float64)
-
-
-class _RotaryQKV(torch.autograd.Function):
-    """(B, T, 3, H, K) projections -> rotated q and k and plain v, each a (B, H, T, K) view, in one step.
-
-    Autograd through split, rotation and unbind concatenates the three gradients twice in the backward
-    pass (a stack for q and k, a cat for the split); here the backward writes the inverse rotation of
-    q's and k's gradients and v's gradient straight into one (B, T, 3, H, K) buffer. Eager only (the
-    compiled path is :func:`apply_rotary`'s written-out form, which inductor fuses)."""
-
-    @staticmethod
-    def forward(ctx, qkv_BT3HK, rot_TK):
-        B, T, _, H, K = qkv_BT3HK.shape
-        ctx.save_for_backward(rot_TK)
-        ctx.shape, ctx.dtype = qkv_BT3HK.shape, qkv_BT3HK.dtype
-        work = qkv_BT3HK[:, :, :2]
-        work = work if work.dtype in _COMPLEX_OK else work.float()   # bf16 has no complex type
-        qk = torch.view_as_complex(work.reshape(B, T, 2, H, K // 2, 2))
-        qk_BT2HK = torch.view_as_real(qk * rot_TK.view(T, 1, 1, K // 2)).flatten(-2).to(qkv_BT3HK.dtype)
-        q, k = (t.transpose(1, 2) for t in qk_BT2HK.unbind(2))
-        return q, k, qkv_BT3HK[:, :, 2].transpose(1, 2)
-
-    @staticmethod
-    def backward(ctx, g_q, g_k, g_v):
-        (rot_TK,) = ctx.saved_tensors
-        B, T, _, H, K = ctx.shape
-        grad = torch.empty(ctx.shape, dtype=ctx.dtype, device=rot_TK.device)
-        dtype = ctx.dtype
-        back = rot_TK.conj().view(T, 1, K // 2)
-        for i, g in enumerate((g_q, g_k, g_v)):
-            if g is None:
-                grad[:, :, i].zero_()
-                continue
-            g_BTHK = g.transpose(1, 2)
-            if g_BTHK.stride(-1) != 1:   # complex views need adjacent (real, imaginary) pairs
-                g_BTHK = g_BTHK.contiguous()
-            if i == 2:
-                grad[:, :, 2].copy_(g_BTHK)
-                continue
-            g_c = torch.view_as_complex((g_BTHK if dtype in _COMPLEX_OK else g_BTHK.float()).reshape(B, T, H, K // 2, 2))
-            if dtype in _COMPLEX_OK:   # rotated straight into the buffer
-                torch.mul(g_c, back, out=torch.view_as_complex(grad[:, :, i].view(B, T, H, K // 2, 2)))
-            else:
-                grad[:, :, i].copy_(torch.view_as_real(g_c * back).flatten(-2))
-        return grad, None
-
-
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -106,12 +58,9 @@ class Attention(nn.Module):
         offset = 0 if cache is None else cache["len"]
         # q and k rotated together, kept in (B, T, H, K) memory order: the fused attention kernel
         # reads and writes that layout fastest on CPU
-        if torch.compiler.is_compiling():
-            qk_BT2HK, v_BT1HK = qkv_BT3HK.split([2, 1], dim=2)
-            q, k = (t.transpose(1, 2) for t in apply_rotary(qk_BT2HK, cos_TK[offset:], sin_TK[offset:]).unbind(2))
-            v = v_BT1HK.squeeze(2).transpose(1, 2)
-        else:
-            q, k, v = _RotaryQKV.apply(qkv_BT3HK, torch.complex(cos_TK[offset:offset + T], sin_TK[offset:offset + T]))
+        qk_BT2HK, v_BT1HK = qkv_BT3HK.split([2, 1], dim=2)   # split, not slices: no zero-filled gradients
+        q, k = (t.transpose(1, 2) for t in apply_rotary(qk_BT2HK, cos_TK[offset:], sin_TK[offset:]).unbind(2))
+        v = v_BT1HK.squeeze(2).transpose(1, 2)
         if cache is not None:
             if cache.get("k") is not None:
                 k = torch.cat([cache["k"], k], dim=2)
