@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from scalinglab.train.config import ModelConfig, RunConfig, param_counts
 from scalinglab.train.model import GPT
-from scalinglab.train.run import _autocast, make_optimizers, train_step
+from scalinglab.train.run import make_optimizers, train_step
 
 SHAPES = {
     "dense-0.1M": dict(d_model=64, n_layers=2, n_heads=4),

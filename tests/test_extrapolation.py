@@ -9,7 +9,6 @@ from typer.testing import CliRunner
 from conftest import isoflop_runs
 from scalinglab import analysis
 from scalinglab.cli import app
-from scalinglab.importers import parse_runs
 from scalinglab.laws import (ChinchillaLaw, DataConstrainedLaw, FitError, InteractionLaw, KaplanNDLaw, OvertrainLaw,
                              law_from_dict, preset)
 from scalinglab.laws._extrapolation import cluster_log, extrapolation_distance, fit_model_error

@@ -13,7 +13,7 @@ import torch
 
 from scalinglab import trackers
 from scalinglab.importers import ImportFormatError
-from scalinglab.store import Run, RunStore, StoreError
+from scalinglab.store import RunStore, StoreError
 from scalinglab.train import checkpoint as ckpt_mod
 from scalinglab.train.checkpoint import load_latest, save_checkpoint
 from scalinglab.train.executors import InlineExecutor

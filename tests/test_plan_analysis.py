@@ -9,7 +9,7 @@ from scalinglab import plan
 from scalinglab.analysis import Selection, fit_runs
 from scalinglab.cli import app
 from scalinglab.importers import parse_runs
-from scalinglab.laws import ChinchillaLaw, preset
+from scalinglab.laws import preset
 from scalinglab.laws.presets import CHINCHILLA_2022
 
 

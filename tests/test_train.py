@@ -17,7 +17,6 @@ from scalinglab.train import data as data_mod
 from scalinglab.train.checkpoint import load_latest, save_checkpoint
 from scalinglab.train.config import ModelConfig, RunConfig, param_counts, resolve_horizon
 from scalinglab.train.data import batch_offsets, get_batch, is_val, load_tokens
-from scalinglab.train.executors import InlineExecutor
 from scalinglab.train.ladder import LadderSpec, design_ladder, ladder_compute
 from scalinglab.train.run import eval_steps, lr_at, run_id_of, to_store_record, train_run
 

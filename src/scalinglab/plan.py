@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .cost import HARDWARE, Hardware, hardware
+from .cost import HARDWARE, Hardware, hardware  # noqa: F401 - HARDWARE is public API here (scalinglab.HARDWARE)
 from .laws import ChinchillaLaw, DataConstrainedLaw, percentile_interval
 
 

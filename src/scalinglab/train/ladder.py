@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -29,7 +28,7 @@ import numpy as np
 
 from ..store import Run, RunStore
 from .config import MIXERS, ModelConfig, RunConfig, branch_step_of, param_counts, resolve_horizon
-from .executors import Executor, InlineExecutor, Task
+from .executors import Executor, Task
 from .run import run_id_of, to_store_record, trunk_id_of
 
 
