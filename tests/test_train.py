@@ -356,9 +356,15 @@ def test_ctrl_c_inside_a_step_stops_after_it_and_resumes_exactly(tiny_corpus, tm
         return out
 
     monkeypatch.setattr(run_mod, "train_step", step_then_ctrl_c)
-    with pytest.raises(KeyboardInterrupt):
-        train_run(cfg, checkpoint_dir=tmp_path / "ck", checkpoint_every_s=1e9)
-    assert len(calls) == 10 and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # a process started in the background inherits SIGINT ignored (and Python then leaves it so): give this
+    # test Python's own handler, as an interactive terminal would
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_run(cfg, checkpoint_dir=tmp_path / "ck", checkpoint_every_s=1e9)
+        assert len(calls) == 10 and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
     monkeypatch.setattr(run_mod, "train_step", real)
     resumed = train_run(cfg, checkpoint_dir=tmp_path / "ck")
     assert resumed.resumed_from_step == 10
