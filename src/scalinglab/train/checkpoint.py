@@ -14,10 +14,11 @@ import hashlib
 import io
 import os
 import socket
-import uuid
 from pathlib import Path
 
 import torch
+
+from .data import _tmp_suffix
 
 KEEP = 2
 
@@ -36,12 +37,6 @@ def join(base, *parts: str) -> str:
 def _remote(folder):
     import fsspec
     return fsspec.core.url_to_fs(str(folder))
-
-
-def _tmp_suffix() -> str:
-    """A temporary name no other writer uses: ``.tmp-<host>-<pid>-<random>`` (two processes writing the
-    same step never share a file)."""
-    return f".tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def remove_stale_temps(folder: str | Path) -> list[str]:

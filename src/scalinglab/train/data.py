@@ -16,6 +16,7 @@ import functools
 import hashlib
 import json
 import os
+import socket
 import sysconfig
 import uuid
 from collections.abc import Callable
@@ -126,12 +127,18 @@ def _documents(corpus: str) -> list[tuple[str, bytes]]:
     return _user_documents(corpus)[1]
 
 
+def _tmp_suffix() -> str:
+    """A temporary name no other writer uses: ``.tmp-<host>-<pid>-<random>`` (the token cache and the
+    checkpoints both write through it; :func:`.checkpoint.remove_stale_temps` reads it back)."""
+    return f".tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
 def _replace_with(path: Path, write: Callable[[Path], object]) -> None:
     """Write ``path`` through a temporary file of this writer's own (``write(tmp)``) and an atomic rename.
     Drivers sharing a cache may tokenize the same corpus at once: each writes the same bytes under its
     own name, and the renames leave one whole file (a shared temporary name let one writer rename the
     file away from under the other)."""
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp = path.with_name(path.name + _tmp_suffix())
     try:
         write(tmp)
         os.replace(tmp, path)
