@@ -45,13 +45,12 @@ def _wsd(total, warm=20, frac=0.2):
                      for s in range(total)])
 
 
-def _truth(n, s1, drops, areas):
-    t = TRUTH
+def _truth(n, s1, drops, areas, t=TRUTH):
     sat = np.sum(drops * (1 - (1 + t["c"] * areas) ** -t["gamma"]), axis=-1)
     return t["E"] + t["A"] * n ** -t["alpha"] + t["B"] * s1 ** -t["beta"] - t["D"] * sat
 
 
-def _synthetic(sizes, seed=0, noise=0.002):
+def _synthetic(sizes, seed=0, noise=0.002, truth=TRUTH):
     rng = np.random.default_rng(seed)
     cols = [[] for _ in range(7)]
     for g, n in enumerate(sizes):
@@ -61,7 +60,7 @@ def _synthetic(sizes, seed=0, noise=0.002):
             steps = list(range(40, total + 1, 40))
             d, a = annealing_terms(lr, steps)
             for step, di, ai in zip(steps, d, a):
-                L = _truth(n, s1[step - 1], di[None], ai[None])[0] * np.exp(noise * rng.standard_normal())
+                L = _truth(n, s1[step - 1], di[None], ai[None], truth)[0] * np.exp(noise * rng.standard_normal())
                 for c, v in zip(cols, (n, s1[step - 1], di, ai, L, f"{g}-{total}", step == total)):
                     c.append(v)
     return [np.array(c) for c in cols]
@@ -81,3 +80,15 @@ def test_curve_law_recovers_its_parameters_and_forecasts_a_bigger_model():
     lo, hi = law.predict_interval([6.4e5], [s1[-1]], dv, av)
     assert abs(pred / actual - 1) < 0.02 and lo[0] <= actual <= hi[0]
     assert law.extrapolation_["n_forecasts"] > 0
+    assert law.at_bounds_ == [] and law.bound_warnings() == []
+
+
+def test_a_floor_the_curves_do_not_show_is_reported_not_hidden():
+    # curves without a floor (E below zero, where the law's non-negative E cannot follow): E ends at its
+    # bound 0, and the warning says so with E's bootstrap interval
+    N, S1, d, a, L, g, fin = _synthetic([1e4, 2e4, 4e4, 8e4], truth=dict(TRUTH, E=-0.2, A=60.0))
+    law = AnnealingCurveLaw(n_bootstrap=10).fit(N, S1, d, a, L, g, fin)
+    assert law.params_["E"] == 0.0 and "E" in law.at_bounds_
+    notes = law.bound_warnings()
+    assert len(notes) == len(law.at_bounds_)
+    assert any(n.startswith("curve law: E (the irreducible loss) ended at 0") and "bootstrap E in [0, " in n for n in notes)

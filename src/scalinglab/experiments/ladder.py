@@ -341,6 +341,9 @@ def _fit_and_verify(spec, family, entries, store, executor, checkpoint_dir, out,
     t = time.perf_counter()
     curve_law, result["curve_law"] = _fit_curve_law(spec, store, runs)
     if curve_law is not None:   # the curve law's own rolling-origin error, on the cuts the forms were ranked on
+        for w in curve_law.bound_warnings():
+            result["warnings"].append(w)
+            log(f"warning: {w}")
         bt = curve_law_backtest(store, runs, seed=spec.seed)
         if bt:
             result["curve_law"]["backtest"] = {

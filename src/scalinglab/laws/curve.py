@@ -179,6 +179,30 @@ class AnnealingCurveLaw:
         out["mean_abs_rel_error"] = float(np.mean(np.abs(np.expm1(r))))
         return out
 
+    def bound_warnings(self) -> list[str]:
+        """One sentence per parameter that ended on a bound of the search (``at_bounds_``): what it means
+        for the forecast."""
+        out = []
+        for name in self.at_bounds_:
+            if name == "E":
+                lo, hi = self.intervals().get("E", [0.0, float("nan")])
+                out.append(f"curve law: E (the irreducible loss) ended at 0, its lower bound: the curves do not identify a "
+                           f"floor, so the law extrapolates as a pure power law (bootstrap E in [{lo:.3g}, {hi:.3g}])")
+            elif name in ("A", "B", "D"):
+                term = {"A": "model-size", "B": "data", "D": "annealing"}[name]
+                out.append(f"curve law: {name} ended at 0: the fit dropped the {term} term")
+            elif name == "gamma" and self.params_["gamma"] >= self._bounds[3][1] - 1e-4:
+                out.append(f"curve law: gamma (the annealing drop's shape) ended at its upper bound "
+                           f"{self._bounds[3][1]:g}: the cooldowns do not tell the power-law saturation from its "
+                           f"exponential limit, (1 + c a)^-gamma -> exp(-gamma c a)")
+            else:
+                bounds = dict(zip(("alpha", "beta", "c", "gamma"), self._bounds))[name]
+                value = self.params_[name]
+                shown = [10.0 ** b for b in bounds] if name == "c" else bounds
+                out.append(f"curve law: {name} = {value:.3g} ended on its search bound [{shown[0]:g}, {shown[1]:g}]: "
+                           "the curves do not determine it")
+        return out
+
     # -- prediction ---------------------------------------------------------------------------------
     def _predict_theta(self, theta, N, S1, drops, areas):
         N, S1 = np.asarray(N, float), np.asarray(S1, float)
