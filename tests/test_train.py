@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -338,6 +339,26 @@ def test_cli_smoke_ladder_end_to_end(tmp_path):
     assert v["forecast_by"] == min(sd, key=sd.get) and v["form"]["law"] == v["law"]
     assert (tmp_path / "out" / "dense" / "isoflops.png").exists()
     assert rep["training"]["trained"] == 6
+    assert v["epochs"] == pytest.approx(v["D"] / rep["data"]["train_tokens"]) and v["epochs"] < 1 and "warnings" not in v
+
+
+@pytest.mark.slow
+def test_a_verification_run_that_repeats_the_corpus_says_so(tmp_path, tiny_corpus):
+    from typer.testing import CliRunner
+
+    from scalinglab import cli
+    small = tmp_path / "small"
+    small.mkdir()
+    for p in sorted(Path(tiny_corpus).iterdir())[:6]:
+        small.joinpath(p.name).write_bytes(p.read_bytes())
+    args = ["ladder", "--preset", "smoke", "--executor", "inline", "--corpus", str(small), "--json", "--bootstrap", "20",
+            "--store", str(tmp_path / "s.db"), "--out", str(tmp_path / "out"), "--checkpoints", str(tmp_path / "ck")]
+    res = CliRunner().invoke(cli.app, args)
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.stdout)
+    v = rep["families"]["dense"]["verification"]
+    assert v["epochs"] == pytest.approx(v["D"] / rep["data"]["train_tokens"]) and v["epochs"] > 1
+    assert v["warnings"] and f"{v['epochs']:.2f} epochs" in v["warnings"][0]
 
 
 def test_ctrl_c_inside_a_step_stops_after_it_and_resumes_exactly(tiny_corpus, tmp_path, monkeypatch):
