@@ -504,17 +504,17 @@ def test_verification_forecast_is_the_one_with_the_narrowest_calibrated_interval
     assert choose_forecast({"a": nan, "b": dict(nan, predicted_loss=3.0)})["predicted_loss"] == 2.0
 
 
-def test_the_curve_law_reads_each_curve_from_its_first_quarter_on(tmp_path, tiny_corpus):
-    from scalinglab.experiments.ladder import CURVE_LAW_SKIP, curve_points
+def test_curve_points_can_leave_out_the_start_of_every_curve(tmp_path, tiny_corpus):
+    from scalinglab.experiments.ladder import curve_points
     cfg = tiny_cfg(tiny_corpus, horizon_value=64, n_evals=8, warmup_steps=2)
     res = train_run(cfg, checkpoint_dir=tmp_path)
     with RunStore(tmp_path / "s.db") as st:
         run, curve = to_store_record(cfg, res, name="tiny", family="dense")
         st.add_runs([run], {run.run_id: curve})
         runs = st.runs()
-        every = curve_points(st, runs, skip=0.0)
-        late = curve_points(st, runs)
+        every = curve_points(st, runs)
+        late = curve_points(st, runs, skip=0.25)
     steps = [p["step"] for p in curve if p.get("split", "val") == "val" and p.get("loss") is not None]
-    assert CURVE_LAW_SKIP == 0.25 and max(steps) == 64
+    assert max(steps) == 64
     assert every["L"].size == sum(s >= 8 for s in steps) and late["L"].size == sum(s >= 16 for s in steps) >= 3
     assert np.array_equal(late["L"], every["L"][every["L"].size - late["L"].size:]) and late["final"][-1]

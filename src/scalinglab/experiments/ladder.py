@@ -10,8 +10,8 @@ Steps (each recorded in the store, each skipped on a re-run when already done):
 3. **Fits**: every (N, D) form and Approach 2; the forecast comes from the form that backtests best on the
    ladder itself (rolling origin, never on the verification run); fits with a parameter on a bound are
    refused and reported.
-4. **Curve law**: :class:`~scalinglab.laws.curve.AnnealingCurveLaw` on the stored curves (each from a
-   quarter of its steps on, ``CURVE_LAW_SKIP``), an independent forecast of the same run.
+4. **Curve law**: :class:`~scalinglab.laws.curve.AnnealingCurveLaw` on the stored curves, an independent
+   forecast of the same run.
 5. **Verification**: the forecast (with its prediction interval, extrapolation error included) is stored
    before the run at ``verify_multiplier`` x the largest budget is trained.
 """
@@ -364,17 +364,15 @@ def _fit_and_verify(spec, family, entries, store, executor, checkpoint_dir, out,
     return result
 
 
-# The curve law leaves out the first quarter of every run's curve (the early transient, where loss falls
-# faster than any power law in S1): on the quick ladder's 13 stored grids this lowered the law's
-# rolling-origin error on the forms' cuts from 0.053 to 0.034 (mean |log error|), on every grid; 0.25-0.4
-# did equally well (docs/experiments.md, 2026-12-07).
-CURVE_LAW_SKIP = 0.25
-
-
-def curve_points(store: RunStore, runs, skip: float = CURVE_LAW_SKIP) -> dict:
+def curve_points(store: RunStore, runs, skip: float = 0.0) -> dict:
     """Validation-curve points of finished runs with their schedule terms (forward area, LR drops and the
-    area since each), from ``skip`` of each run's steps on; the constant-LR prefix a WSD branch shares with
-    its trunk is counted once."""
+    area since each), from ``skip`` of each run's steps on (after twice the warmup and 8 steps in any case);
+    the constant-LR prefix a WSD branch shares with its trunk is counted once.
+
+    The ladder fits the whole curves. Leaving out each curve's first quarter (``skip=0.25``) lowers the curve
+    law's rolling-origin error at the backtests' 2-8x (0.053 to 0.034 on 13 quick-ladder grids) and
+    identifies its E, but its forecasts at 10x were further off on 10 of those 13 seeds
+    (docs/experiments.md, 2026-12-07)."""
     N, S1, drops, areas, L, group, final, seen = [], [], [], [], [], [], [], set()
     runs = [r for r in runs if r.status == "finished" and r.config]
     curves = store.curves([r.run_id for r in runs])      # one query for every curve
