@@ -297,8 +297,7 @@ def run_ladder(spec: LadderSpec, store: RunStore, *, executor: Executor | None =
                    "training": outcome, "compute": compute, "families": {}})
     for family in spec.families:
         report["families"][family] = _fit_and_verify(spec, family, entries, store, executor, checkpoint_dir, out, verify,
-                                                     show_progress, figures, log, data.vocab_size, timings,
-                                                     train_tokens=int(data.train.size))
+                                                     show_progress, figures, log, data, timings)
     if len(spec.families) == 2 and all("chinchilla" in report["families"][f].get("fits", {}) and
                                        "error" not in report["families"][f]["fits"]["chinchilla"] for f in spec.families):
         report["moe_vs_dense"] = _moe_multiplier(store, spec, report)
@@ -308,7 +307,7 @@ def run_ladder(spec: LadderSpec, store: RunStore, *, executor: Executor | None =
 
 
 def _fit_and_verify(spec, family, entries, store, executor, checkpoint_dir, out, verify, show_progress, figures, log,
-                    vocab_size, timings, train_tokens=None):
+                    data, timings):
     ids = {e.run_id for e in entries if e.family == family}
     runs = [r for r in store.runs(family=family) if r.run_id in ids]
     selection = Selection(n_convention="n_active", flop_convention="6ND", family=family)
@@ -356,7 +355,7 @@ def _fit_and_verify(spec, family, entries, store, executor, checkpoint_dir, out,
             if chosen == fit.get("recommended") else f"(N, D) form: {chosen} (no form could be ranked by backtests)")
         t = time.perf_counter()
         result["verification"] = _verify(spec, family, fit, chosen, curve_law, store, executor, checkpoint_dir,
-                                         show_progress, log, out_dir if figures else None, vocab_size, train_tokens)
+                                         show_progress, log, out_dir if figures else None, data)
         timings[f"{family}_verify_s"] = time.perf_counter() - t
     elif verify:
         result["verification"] = {"error": "no (N, D) law could be fitted without a parameter on a bound: "
@@ -500,14 +499,13 @@ def choose_forecast(members: dict) -> dict:
             "rule": "the narrowest 95% prediction interval (each holds its own extrapolation error)"}
 
 
-def _verify(spec, family, fit, chosen, curve_law, store, executor, checkpoint_dir, show_progress, log, out_dir, vocab_size,
-            train_tokens=None):
+def _verify(spec, family, fit, chosen, curve_law, store, executor, checkpoint_dir, show_progress, log, out_dir, data):
     """Forecast the loss of a run at ``verify_multiplier`` x the largest budget, then train it. A run that
     needs more tokens than the corpus holds repeats it (``epochs``), which no law here models: warned."""
     C = spec.verify_multiplier * max(spec.budgets)
     law = fit["fits"][chosen]["law"]
     n_opt = optimal_size(law, C)
-    shapes, counts = candidate_shapes(spec, vocab_size, family)
+    shapes, counts = candidate_shapes(spec, data.vocab_size, family)
     i = nearest_shape(counts, float(n_opt), shapes=shapes)
     model = shapes[i]
     cfg = run_config(spec, model, C)
@@ -537,16 +535,16 @@ def _verify(spec, family, fit, chosen, curve_law, store, executor, checkpoint_di
                 "form": main, "other_laws": others, "extrapolation": extrapolation,
                 **({"curve_law": curve} if curve is not None else {}),
                 "selection": selection, "forecast_by": selection["chosen"]}
-    if train_tokens:
-        forecast["epochs"] = D / train_tokens
-        if D > train_tokens:
-            forecast["warnings"] = [
-                f"the verification run trains {D:,.0f} tokens, {D / train_tokens:.2f} epochs of the corpus's "
-                f"{train_tokens:,} training tokens; the laws were fitted on runs that each saw the data at most "
-                f"{law.data_range_['D_max'] / train_tokens:.2f} times and do not "
-                "model repetition (a few epochs cost little, Muennighoff et al. 2023; more make this forecast optimistic)"]
-            for w in forecast["warnings"]:
-                log(f"warning: {w}")
+    train_tokens = int(data.train.size)
+    forecast["epochs"] = D / train_tokens
+    if D > train_tokens:
+        forecast["warnings"] = [
+            f"the verification run trains {D:,.0f} tokens, {D / train_tokens:.2f} epochs of the corpus's "
+            f"{train_tokens:,} training tokens; the laws were fitted on runs that each saw the data at most "
+            f"{law.data_range_['D_max'] / train_tokens:.2f} times and do not "
+            "model repetition (a few epochs cost little, Muennighoff et al. 2023; more make this forecast optimistic)"]
+        for w in forecast["warnings"]:
+            log(f"warning: {w}")
     log(f"forecast before training (by the {forecast['forecast_by']}, the narrowest calibrated interval"
         + "".join(f"; {k} sd {v:.3f}" for k, v in forecast["selection"]["sd_log"].items()) + "): "
         f"{family} d{model.d_model}L{model.n_layers} (N={n:,.0f}, D={D:,.0f}, "

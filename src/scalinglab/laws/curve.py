@@ -85,6 +85,7 @@ class AnnealingCurveLaw:
 
     law_name = "annealing-curve"
     param_names = ("E", "A", "alpha", "B", "beta", "D", "c", "gamma")
+    _nonlinear_names = ("alpha", "beta", "c", "gamma")
     _bounds = ((0.02, 2.0), (0.02, 2.0), (-9.0, 2.0), (0.05, 10.0))   # alpha, beta, log10 c, gamma
 
     def __init__(self, *, n_bootstrap: int = 100, level: float = 0.95, seed: int = 0):
@@ -138,7 +139,7 @@ class AnnealingCurveLaw:
         theta = self._solve(X)
         self.params_ = dict(zip(self.param_names, theta))
         nl = self._nonlinear(theta)
-        self.at_bounds_ = [name for name, v, (lo, hi) in zip(("alpha", "beta", "c", "gamma"), nl, self._bounds)
+        self.at_bounds_ = [name for name, v, (lo, hi) in zip(self._nonlinear_names, nl, self._bounds)
                            if min(v - lo, hi - v) < 1e-4] + [k for k in ("E", "A", "B", "D") if self.params_[k] == 0.0]
         rel = np.log(L / self.predict(N, S1, drops, areas))
         self.noise_ = float(np.sqrt(np.mean(rel[final] ** 2) * final.sum() / max(1, final.sum() - 4)))
@@ -182,7 +183,7 @@ class AnnealingCurveLaw:
     def bound_warnings(self) -> list[str]:
         """One sentence per parameter that ended on a bound of the search (``at_bounds_``): what it means
         for the forecast."""
-        out = []
+        out, bounds = [], dict(zip(self._nonlinear_names, self._bounds))
         for name in self.at_bounds_:
             if name == "E":
                 lo, hi = self.intervals().get("E", [0.0, float("nan")])
@@ -191,14 +192,13 @@ class AnnealingCurveLaw:
             elif name in ("A", "B", "D"):
                 term = {"A": "model-size", "B": "data", "D": "annealing"}[name]
                 out.append(f"curve law: {name} ended at 0: the fit dropped the {term} term")
-            elif name == "gamma" and self.params_["gamma"] >= self._bounds[3][1] - 1e-4:
+            elif name == "gamma" and self.params_["gamma"] >= bounds["gamma"][1] - 1e-4:
                 out.append(f"curve law: gamma (the annealing drop's shape) ended at its upper bound "
-                           f"{self._bounds[3][1]:g}: the cooldowns do not tell the power-law saturation from its "
+                           f"{bounds['gamma'][1]:g}: the cooldowns do not tell the power-law saturation from its "
                            f"exponential limit, (1 + c a)^-gamma -> exp(-gamma c a)")
             else:
-                bounds = dict(zip(("alpha", "beta", "c", "gamma"), self._bounds))[name]
                 value = self.params_[name]
-                shown = [10.0 ** b for b in bounds] if name == "c" else bounds
+                shown = [10.0 ** b for b in bounds[name]] if name == "c" else bounds[name]
                 out.append(f"curve law: {name} = {value:.3g} ended on its search bound [{shown[0]:g}, {shown[1]:g}]: "
                            "the curves do not determine it")
         return out
