@@ -92,3 +92,17 @@ def test_a_floor_the_curves_do_not_show_is_reported_not_hidden():
     notes = law.bound_warnings()
     assert len(notes) == len(law.at_bounds_)
     assert any(n.startswith("curve law: E (the irreducible loss) ended at 0") and "bootstrap E in [0, " in n for n in notes)
+
+
+def test_extrapolation_distance_counts_compute_beyond_every_curve():
+    # a ladder's shape: the largest size only has the short schedule, the smaller ones the long one too.
+    # The largest size trained as long as the longest curve lies inside the fitted N and the fitted S1
+    # separately, but 2x beyond the fitted points in N * S1, the law's compute axis
+    N, S1, d, a, L, g, fin = _synthetic([1e4, 2e4, 4e4])
+    keep = g != "2-1200"
+    law = AnnealingCurveLaw(n_bootstrap=0).fit(N[keep], S1[keep], d[keep], a[keep], L[keep], g[keep], fin[keep])
+    s1_long, s1_short = S1.max(), S1[keep & fin & (N == 4e4)][0]
+    assert law.data_range_["NS1_max"] == pytest.approx(max(2e4 * s1_long, 4e4 * s1_short))
+    assert s1_long / s1_short > 2
+    u = law.extrapolation_distance([4e4, 1e4, 4e4, 8e4], [s1_short, s1_long, s1_long, s1_short])
+    assert u == pytest.approx([0.0, 0.0, np.log10(2.0), np.log10(2.0)])

@@ -486,9 +486,9 @@ def choose_forecast(members: dict) -> dict:
 
     Each member's interval already holds its own rolling-origin extrapolation error at its own distance
     from its data: the (N, D) form extrapolates the ladder's compute by the verification multiplier (its
-    error per decade measured on cuts along C and N), the curve law the tokens and sizes beyond its
-    longest curves (its error measured by holding out the largest sizes). So the comparison is each
-    law's backtest error at the distance the forecast asks of it, not at the backtests' own distances.
+    error per decade measured on cuts along C and N), the curve law by the same compute factor in its
+    ``N * S1`` (its error per decade measured by holding out the largest sizes). So the comparison is
+    each law's backtest error at the distance the forecast asks of it, not at the backtests' own distances.
     Members without a finite interval are left out (the first member is kept when none has one).
     """
     sd = {k: (math.log(m["interval"][1]) - math.log(m["interval"][0])) / (2 * 1.959964) for k, m in members.items()

@@ -19,7 +19,10 @@ at the peak rate and ``a_k`` in steps at the peak rate. The law is linear in (E,
 residuals for the linear part, a bounded search over the rest. Intervals come from a cluster bootstrap over
 training runs (the points of one curve are not independent); prediction intervals add the residual
 scatter of final losses and a model-error term ``kappa * u`` calibrated by holding out the largest model
-sizes (rolling origin along N).
+sizes (rolling origin along N). The distance ``u`` of a forecast is log10 of the largest factor beyond the
+fitted points in N, in S1 and in the law's compute axis ``N * S1`` (parameters times tokens at the peak
+rate, 6 N S1 ~ C): a run 10x beyond the ladder's compute is 10x out even where its N and its S1 each lie
+inside the fitted range, as a large model trained as long as the small models' curves does.
 """
 from __future__ import annotations
 
@@ -79,8 +82,8 @@ class AnnealingCurveLaw:
     """``L(N, s) = E + A N^-alpha + B S1^-beta - D sum_k d_k (1 - (1 + c a_k)^-gamma)`` over curve points.
 
     Learned attributes: ``params_``, ``bootstrap_params_`` (cluster bootstrap over runs), ``noise_``
-    (relative scatter of the final losses), ``extrapolation_`` (kappa per decade of N beyond the fitted
-    sizes, from held-out largest sizes), ``at_bounds_``, ``data_range_``.
+    (relative scatter of the final losses), ``extrapolation_`` (kappa per decade beyond the fitted points,
+    from held-out largest sizes), ``at_bounds_``, ``data_range_`` (with ``NS1_max``, the largest ``N * S1``).
     """
 
     law_name = "annealing-curve"
@@ -144,6 +147,7 @@ class AnnealingCurveLaw:
         rel = np.log(L / self.predict(N, S1, drops, areas))
         self.noise_ = float(np.sqrt(np.mean(rel[final] ** 2) * final.sum() / max(1, final.sum() - 4)))
         self.data_range_ = {"N_min": float(N.min()), "N_max": float(N.max()), "S1_max": float(S1.max()),
+                            "NS1_max": float((N * S1).max()),
                             "n_points": int(L.size), "n_runs": int(np.unique(groups).size)}
         rng = np.random.default_rng(self.seed)
         ids = np.unique(groups)
@@ -172,7 +176,8 @@ class AnnealingCurveLaw:
             theta = self._solve(tuple(a[keep] for a in X), starts=[nl])
             pred = self._predict_theta(theta[None], N[test], S1[test], drops[test], areas[test])[0]
             r.extend(np.log(L[test] / pred).tolist())
-            u.extend(np.log10(np.maximum(N[test] / N[keep].max(), S1[test] / S1[keep].max())).clip(min=1e-3).tolist())
+            u.extend(self._distance(N[test], S1[test], N[keep].max(), S1[keep].max(), (N * S1)[keep].max())
+                     .clip(min=1e-3).tolist())
         if not r:
             return {"kappa": 0.0, "n_forecasts": 0}
         out = fit_model_error(np.array(r), np.array(u), np.full(len(r), self.noise_ ** 2))
@@ -217,10 +222,15 @@ class AnnealingCurveLaw:
         theta = np.array([self.params_[k] for k in self.param_names])
         return self._predict_theta(theta, N, S1, drops, areas)[0]
 
+    @staticmethod
+    def _distance(N, S1, n_max, s1_max, ns1_max) -> np.ndarray:
+        N, S1 = np.asarray(N, float), np.asarray(S1, float)
+        return np.log10(np.maximum.reduce([N / n_max, S1 / s1_max, N * S1 / ns1_max, np.ones_like(N)]))
+
     def extrapolation_distance(self, N, S1) -> np.ndarray:
-        """log10 of the largest factor beyond the fitted N and S1 (0 inside)."""
-        f = np.maximum(np.asarray(N, float) / self.data_range_["N_max"], np.asarray(S1, float) / self.data_range_["S1_max"])
-        return np.log10(np.maximum(f, 1.0))
+        """log10 of the largest factor beyond the fitted N, S1 and ``N * S1`` (the law's compute axis; 0 inside)."""
+        r = self.data_range_
+        return self._distance(N, S1, r["N_max"], r["S1_max"], r["NS1_max"])
 
     def predict_interval(self, N, S1, drops, areas, kind: str = "prediction") -> tuple[np.ndarray, np.ndarray]:
         """Confidence (bootstrap) or prediction interval (plus final-loss scatter and model error)."""
