@@ -238,6 +238,8 @@ CASES = [
     (["ladder", "--preset", "smoke", "--budgets", "-1e12"], ["--budgets", "-1e12"]),
     (["ladder", "--preset", "smoke", "--budgets", "abc"], ["--budgets"]),
     (["ladder", "--preset", "smoke", "--sizes-per-budget", "2"], ["--sizes-per-budget"]),
+    (["ladder", "--preset", "smoke", "--grid-seeds", "0"], ["--grid-seeds"]),
+    (["ladder", "--preset", "smoke", "--grid-seeds", "17"], ["--grid-seeds"]),
     (["ladder", "--preset", "smoke", "--dtype", "fp8"], ["--dtype"]),
     (["ladder", "--preset", "smoke", "--schedule", "linear"], ["--schedule"]),
     (["ladder", "--preset", "smoke", "--executor", "kubernetes"], ["--executor"]),

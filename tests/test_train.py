@@ -18,7 +18,7 @@ from scalinglab.train import data as data_mod
 from scalinglab.train.checkpoint import load_latest, save_checkpoint
 from scalinglab.train.config import ModelConfig, RunConfig, param_counts, resolve_horizon
 from scalinglab.train.data import batch_offsets, get_batch, is_val, load_tokens
-from scalinglab.train.ladder import LadderSpec, design_ladder, ladder_compute
+from scalinglab.train.ladder import PRESETS, LadderSpec, design_ladder, ladder_compute, lease_key, replica_seed
 from scalinglab.train.run import eval_steps, lr_at, run_id_of, to_store_record, train_run
 
 
@@ -201,6 +201,30 @@ def test_ladder_design_shares_sizes_and_counts_shared_compute_once():
     assert comp["trained_flops"] == pytest.approx(sum(trunks.values()) + cool)
     assert comp["trunks"] == len(trunks) < 20 and comp["saved_fraction"] > 0.15
     assert all(e.config.warmup_steps >= 1 for e in entries)
+
+
+def test_grid_seeds_train_every_grid_run_again_on_a_trunk_of_its_own():
+    one = LadderSpec(budgets=(5e10, 1.5e11, 4.5e11), schedule="wsd", seed=3)
+    two = dataclasses.replace(one, grid_seeds=2)
+    e1, e2 = design_ladder(one), design_ladder(two)
+    assert len(e2) == 2 * len(e1)
+    # the first seed's runs are the one-seed ladder's, in its order: a one-seed store resumes into two seeds
+    assert [(e.run_id, e.name) for e in e2 if e.config.seed == 3] == [(e.run_id, e.name) for e in e1]
+    replicas = [e for e in e2 if e.config.seed != 3]
+    assert {e.config.seed for e in replicas} == {replica_seed(3, 1)} and replica_seed(3, 0) == 3
+    by_name = {e.name: e for e in e1}
+    for r in replicas:
+        base = by_name[r.name.removesuffix("-s1")]
+        assert r.name == base.name + "-s1" and r.budget == base.budget
+        assert dataclasses.replace(r.config, seed=3) == base.config     # only the seed differs
+    assert len({e.run_id for e in e2}) == len(e2)
+    assert not {lease_key(e.config) for e in replicas} & {lease_key(e.config) for e in e1}   # trunks of their own
+    c1, c2 = ladder_compute(e1), ladder_compute(e2)
+    assert c2["trunks"] == 2 * c1["trunks"] and c2["trained_flops"] == pytest.approx(2 * c1["trained_flops"])
+    assert PRESETS["quick"].grid_seeds == 2 and PRESETS["standard"].grid_seeds == 1
+    for bad in (0, 17):
+        with pytest.raises(ValueError, match="grid seeds"):
+            LadderSpec(grid_seeds=bad)
 
 
 def test_lr_rule_fit_recovers_a_known_optimum_line():

@@ -30,6 +30,8 @@ def ladder_cmd(
     moe_only: bool = typer.Option(False, "--moe-only", help="Train only the MoE ladder."),
     budgets: Optional[str] = typer.Option(None, help="Comma-separated compute budgets in FLOPs (C = 6 N_active D)."),
     sizes_per_budget: Optional[int] = typer.Option(None, min=3, max=64, help="Model sizes per IsoFLOP budget (>= 3)."),
+    grid_seeds: Optional[int] = typer.Option(None, min=1, max=16, help="Independent trainings (seeds) of every grid run "
+                                                                     "(preset default: 2 for quick, else 1)."),
     corpus: str = typer.Option("stdlib", help="'stdlib' (the running Python's standard library), a folder/file/JSONL of "
                                               "text, or a procedural task task:KIND:DIGITS[:FORMAT] (KIND addition, "
                                               "multiplication, reverse or mix; FORMAT direct, scratchpad or mixed), "
@@ -106,6 +108,8 @@ def ladder_cmd(
             changes["budgets"] = tuple(budget_values)
         if sizes_per_budget:
             changes["sizes_per_budget"] = sizes_per_budget
+        if grid_seeds:
+            changes["grid_seeds"] = grid_seeds
         if bootstrap is not None:
             changes["n_bootstrap"] = bootstrap
         for key, value in (("verify_multiplier", verify_multiplier), ("schedule", schedule), ("lr_sweep", lr_sweep),

@@ -64,6 +64,7 @@ class LadderSpec:
     compile: bool = False
     keep_eval_checkpoints: bool = False    # save each run's weights at its evaluation steps (for `evaluate`)
     seed: int = 0
+    grid_seeds: int = 1                    # independent trainings of every grid run (seeds: replica_seed)
     eval_tokens: int = 65536
     n_evals: int = 8
     n_bootstrap: int = 1000
@@ -73,6 +74,8 @@ class LadderSpec:
             raise ValueError(f"budgets must be positive FLOP counts up to 1e21 (a ladder, not its target), got {self.budgets}")
         if self.sizes_per_budget < 3:
             raise ValueError("an IsoFLOP profile needs at least 3 sizes per budget")
+        if not 1 <= self.grid_seeds <= 16:
+            raise ValueError(f"grid seeds must be a whole number from 1 to 16, got {self.grid_seeds}")
         bad = set(self.families) - {"dense", "moe"}
         if bad:
             raise ValueError(f"unknown families {sorted(bad)}; choose dense and/or moe")
@@ -119,9 +122,9 @@ PRESETS = {
     # a tiny ladder to check an install (and for CI): well under a minute on 2 cores
     "smoke": LadderSpec(budgets=(1.5e10, 4.5e10), sizes_per_budget=3, eval_tokens=8192, n_evals=4, n_bootstrap=200,
                         batch_size=8, seq_len=64, verify_multiplier=4.0),
-    # the default: 4 budgets, WSD branches, LR rule from a short sweep, verified at 10x: ~7 minutes on 2 cores
+    # the default: 4 budgets, WSD branches trained with two seeds, LR rule from a short sweep, verified at 10x
     "quick": LadderSpec(budgets=(1.5e11, 3e11, 6e11, 1.2e12), tokens_per_param_guess=60.0, schedule="wsd",
-                        lr_sweep=True, n_bootstrap=400),
+                        lr_sweep=True, n_bootstrap=400, grid_seeds=2),
     "standard": LadderSpec(budgets=(1e11, 3e11, 1e12, 3e12, 1e13), sizes_per_budget=6, schedule="wsd", lr_sweep=True,
                            verify_multiplier=30.0),
     "large": LadderSpec(budgets=(1e13, 3e13, 1e14, 3e14, 1e15), sizes_per_budget=7, batch_size=64, seq_len=256,
@@ -204,10 +207,17 @@ def budget_targets(spec: LadderSpec, budget: float) -> np.ndarray:
     return anchor * ratio ** (centre + np.arange(spec.sizes_per_budget) - half)
 
 
+def replica_seed(seed: int, k: int) -> int:
+    """The training seed of the ``k``-th independent training of a grid run (``k = 0``: the ladder's own)."""
+    return seed + 1_000_003 * k
+
+
 def design_ladder(spec: LadderSpec, vocab_size: int = 256) -> list[LadderEntry]:
     """The IsoFLOP grid: for each family and budget, ``sizes_per_budget`` distinct shapes log-spaced
-    around the guessed optimum; tokens follow from the budget. Entries come ordered by shape, then
-    budget, so the branches of a WSD trunk run in the order of their branch points."""
+    around the guessed optimum; tokens follow from the budget. With ``grid_seeds`` > 1 every grid run is
+    trained that many times with independent seeds (:func:`replica_seed`; names end in ``-s<k>``), so a
+    WSD ladder has that many trunks per size. Entries come ordered by shape, seed, then budget, so the
+    branches of a WSD trunk run in the order of their branch points."""
     entries = []
     for family in spec.families:
         shapes, counts = candidate_shapes(spec, vocab_size, family)
@@ -217,8 +227,11 @@ def design_ladder(spec: LadderSpec, vocab_size: int = 256) -> list[LadderEntry]:
                 picked.append(nearest_shape(counts, t, exclude=picked, shapes=shapes))
             for i in sorted(set(picked)):
                 name = f"{family}-C{budget:.2g}-d{shapes[i].d_model}L{shapes[i].n_layers}"
-                entries.append(LadderEntry(name, family, budget, run_config(spec, shapes[i], budget)))
-    entries.sort(key=lambda e: (e.family, param_counts(e.config.model)["active"], e.budget))
+                cfg = run_config(spec, shapes[i], budget)
+                for k in range(spec.grid_seeds):
+                    entries.append(LadderEntry(name + (f"-s{k}" if k else ""), family, budget,
+                                               dataclasses.replace(cfg, seed=replica_seed(spec.seed, k))))
+    entries.sort(key=lambda e: (e.family, param_counts(e.config.model)["active"], e.config.seed, e.budget))
     # warmup: the rule's N tokens, but at most a quarter of the shortest run of that shape (all branches of a
     # WSD trunk share it)
     shortest: dict = {}
