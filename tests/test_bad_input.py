@@ -326,6 +326,8 @@ CASES = [
     (["compare", "--baseline", "dense", "--candidate", "moe"], ["no finished runs", "dense", "--preset"]),
     (["compare", "--baseline", "dense", "--candidate", "moe", "--bootstrap", "5"], ["--bootstrap"]),
     (["compare", "--baseline", "dense", "--candidate", "moe", "--budgets", "1e12"], ["--budgets", "--preset"]),
+    (["compare", "--baseline", "dense", "--candidate", "moe", "--grid-seeds", "2"], ["--grid-seeds", "--preset"]),
+    (["compare", "--preset", "smoke", "--baseline", "dense", "--candidate", "moe", "--grid-seeds", "0"], ["--grid-seeds"]),
     (["compare", "--preset", "huge", "--baseline", "dense", "--candidate", "moe"], ["--preset", "huge"]),
     (["compare", "--preset", "smoke", "--baseline", "dense", "--candidate", "wat"], ["wat", "accepted"]),
     (["compare", "--preset", "smoke", "--baseline", "dense", "--candidate", "moe:n_experts=0"], ["n_experts", "positive"]),

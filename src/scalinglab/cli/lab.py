@@ -19,7 +19,7 @@ from .fit import _print_fit_report
 EXECUTOR_MODULES = {"ray": "ray", "slurm": "submitit"}
 # wall times of the presets as measured and logged in docs/experiments.md (2 CPU cores); the README quotes
 # these same words, and tests/test_docs.py holds the three together
-PRESET_WALL_TIMES = {"smoke": "about a minute", "quick": "~8 minutes on 2 CPU cores"}
+PRESET_WALL_TIMES = {"smoke": "about a minute", "quick": "~9 minutes on 2 CPU cores"}
 
 
 @app.command("ladder")
@@ -240,6 +240,8 @@ def compare_cmd(
                                                     "standard, large) before comparing; without it, compare stored runs."),
     budgets: Optional[str] = typer.Option(None, help="Training mode: comma-separated compute budgets in FLOPs."),
     sizes_per_budget: Optional[int] = typer.Option(None, help="Training mode: model sizes per IsoFLOP budget (>= 3)."),
+    grid_seeds: Optional[int] = typer.Option(None, help="Training mode: independent trainings (seeds) of every grid run "
+                                                        "(default: the preset's, 2 for quick)."),
     corpus: str = typer.Option("stdlib", help="Training mode: the corpus (as for scalinglab ladder)."),
     seed: int = typer.Option(0, help="Seed of every run (initialisation and data order) and of the bootstrap."),
     bootstrap: Optional[int] = typer.Option(None, help="Joint bootstrap resamples (default: the preset's, else 400)."),
@@ -262,6 +264,7 @@ def compare_cmd(
 
     _whole(bootstrap, "--bootstrap", 20, 100_000)
     _whole(sizes_per_budget, "--sizes-per-budget", 3, 64)
+    _whole(grid_seeds, "--grid-seeds", 1, 16)
     _whole(threads, "--threads", 1, 1024)
     _choice(executor, "--executor", ("local", "inline"))
     from ..experiments.compare import RECIPE_HELP, parse_recipe
@@ -269,7 +272,7 @@ def compare_cmd(
     if len(set(names)) != len(names):
         _fail(f"--baseline and --candidate must name distinct recipes, got {', '.join(names)}")
     if preset is None:
-        for opt, value in (("--budgets", budgets), ("--sizes-per-budget", sizes_per_budget)):
+        for opt, value in (("--budgets", budgets), ("--sizes-per-budget", sizes_per_budget), ("--grid-seeds", grid_seeds)):
             if value is not None:
                 _fail(f"{opt} applies to training mode (give --preset), not to stored runs")
         _existing_store(store)
@@ -303,7 +306,7 @@ def compare_cmd(
         from ..train.executors import make_executor
         changes: dict = {"corpus": corpus, "seed": seed}
         for key, value in (("budgets", tuple(budget_values) if budget_values else None),
-                           ("sizes_per_budget", sizes_per_budget), ("n_bootstrap", bootstrap)):
+                           ("sizes_per_budget", sizes_per_budget), ("grid_seeds", grid_seeds), ("n_bootstrap", bootstrap)):
             if value is not None:
                 changes[key] = value
         try:
