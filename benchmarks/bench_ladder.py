@@ -8,7 +8,7 @@
 * the time spent designing shapes (target well under 1 s).
 
     python benchmarks/bench_ladder.py [--preset quick|smoke] [--seed 0] [--json]
-    python benchmarks/bench_ladder.py --from DIR     # a finished `scalinglab ladder --json > report.json` in DIR
+    python benchmarks/bench_ladder.py --from DIR     # a finished `scalinglab ladder --json > report.json` (or ladder.json) in DIR
 
 The first form trains in a fresh temporary store (nothing is reused), so it takes as long as the ladder
 itself; the second reads the report and the store of a ladder already run (the peak is then measured
@@ -35,11 +35,15 @@ def main() -> None:
     ap.add_argument("--preset", default="quick", choices=sorted(PRESETS))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--from", dest="source", type=Path, default=None,
-                    help="folder with report.json and scalinglab.db of a finished ladder")
+                    help="folder with scalinglab.db and the --json output (report.json or ladder.json) of a finished ladder")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.source is not None:
-        report = json.loads((args.source / "report.json").read_text())
+        found = [args.source / n for n in ("report.json", "ladder.json") if (args.source / n).is_file()]
+        if not found or not (args.source / "scalinglab.db").is_file():
+            ap.error(f"--from {args.source}: needs scalinglab.db and report.json or ladder.json "
+                     "(the output of `scalinglab ladder --json`) in that folder")
+        report = json.loads(found[0].read_text())
         peak = report.get("machine", {}).get("fp32_matmul_peak_flops") or matmul_peak()
         wall = report["seconds"]
         with RunStore(args.source / "scalinglab.db") as st:

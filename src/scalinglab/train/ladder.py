@@ -74,7 +74,7 @@ class LadderSpec:
             raise ValueError(f"budgets must be positive FLOP counts up to 1e21 (a ladder, not its target), got {self.budgets}")
         if self.sizes_per_budget < 3:
             raise ValueError("an IsoFLOP profile needs at least 3 sizes per budget")
-        if not 1 <= self.grid_seeds <= 16:
+        if not (isinstance(self.grid_seeds, int) and 1 <= self.grid_seeds <= 16):
             raise ValueError(f"grid seeds must be a whole number from 1 to 16, got {self.grid_seeds}")
         bad = set(self.families) - {"dense", "moe"}
         if bad:
