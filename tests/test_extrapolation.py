@@ -80,6 +80,9 @@ def test_extrapolation_distance_is_the_largest_log_factor_outside_the_range():
     rng = {"N_min": 1e6, "N_max": 1e8, "D_min": 1e9, "D_max": 1e10, "C_min": 1e17, "C_max": 1e19}
     u = extrapolation_distance({"N": np.array([1e7, 1e9]), "D": np.array([5e9, 1e10]), "C": np.array([3e17, 6e19])}, rng)
     np.testing.assert_allclose(u, [0.0, 1.0])       # the second is 10x beyond N_max (6x beyond C_max)
+    # a range with only maxima counts beyond them and nothing below
+    u = extrapolation_distance({"N": np.array([1e3, 1e7, 3e8])}, {"N_max": 1e8})
+    np.testing.assert_allclose(u, [0.0, 0.0, np.log10(3.0)])
 
 
 def test_model_error_mle_recovers_a_known_kappa():

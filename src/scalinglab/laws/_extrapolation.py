@@ -59,16 +59,21 @@ def cluster_log(values: np.ndarray, rtol: float = 0.25, max_span: float = 3.0) -
 def extrapolation_distance(points: dict[str, np.ndarray], data_range: dict) -> np.ndarray:
     """``u = log10`` of the largest factor by which each point lies outside the fitted range.
 
-    ``points`` maps a variable name (``N``, ``D``, ``C``, ``X``...) to values; a name counts when
-    ``data_range`` has its ``<name>_min`` and ``<name>_max``. Inside the range in every variable, ``u = 0``.
+    ``points`` maps a variable name (``N``, ``D``, ``C``, ``X``...) to values; a name counts on each side
+    ``data_range`` bounds it, ``<name>_min`` below and ``<name>_max`` above (a range with only maxima measures
+    how far beyond them). Inside the range in every variable, ``u = 0``.
     """
     u = None
     for name, vals in points.items():
         lo, hi = data_range.get(f"{name}_min"), data_range.get(f"{name}_max")
-        if lo is None or hi is None:
+        if lo is None and hi is None:
             continue
         v = np.asarray(vals, float)
-        d = np.maximum(np.maximum(np.log10(v / hi), np.log10(lo / v)), 0.0)
+        d = np.zeros_like(v)
+        if hi is not None:
+            d = np.maximum(d, np.log10(v / hi))
+        if lo is not None:
+            d = np.maximum(d, np.log10(lo / v))
         u = d if u is None else np.maximum(u, d)
     if u is None:
         raise ValueError("no fitted range to measure extrapolation against")

@@ -30,7 +30,7 @@ import numpy as np
 from scipy import optimize
 
 from ._base import FitError, percentile_interval
-from ._extrapolation import cluster_log, fit_model_error
+from ._extrapolation import cluster_log, extrapolation_distance, fit_model_error
 
 
 def annealing_terms(lr: np.ndarray, steps, bins: int = 48) -> tuple[np.ndarray, np.ndarray]:
@@ -146,8 +146,7 @@ class AnnealingCurveLaw:
                            if min(v - lo, hi - v) < 1e-4] + [k for k in ("E", "A", "B", "D") if self.params_[k] == 0.0]
         rel = np.log(L / self.predict(N, S1, drops, areas))
         self.noise_ = float(np.sqrt(np.mean(rel[final] ** 2) * final.sum() / max(1, final.sum() - 4)))
-        self.data_range_ = {"N_min": float(N.min()), "N_max": float(N.max()), "S1_max": float(S1.max()),
-                            "NS1_max": float((N * S1).max()),
+        self.data_range_ = {"N_min": float(N.min()), **self._maxima(N, S1),
                             "n_points": int(L.size), "n_runs": int(np.unique(groups).size)}
         rng = np.random.default_rng(self.seed)
         ids = np.unique(groups)
@@ -176,7 +175,7 @@ class AnnealingCurveLaw:
             theta = self._solve(tuple(a[keep] for a in X), starts=[nl])
             pred = self._predict_theta(theta[None], N[test], S1[test], drops[test], areas[test])[0]
             r.extend(np.log(L[test] / pred).tolist())
-            u.extend(self._distance(N[test], S1[test], N[keep].max(), S1[keep].max(), (N * S1)[keep].max())
+            u.extend(extrapolation_distance(self._axes(N[test], S1[test]), self._maxima(N[keep], S1[keep]))
                      .clip(min=1e-3).tolist())
         if not r:
             return {"kappa": 0.0, "n_forecasts": 0}
@@ -223,14 +222,19 @@ class AnnealingCurveLaw:
         return self._predict_theta(theta, N, S1, drops, areas)[0]
 
     @staticmethod
-    def _distance(N, S1, n_max, s1_max, ns1_max) -> np.ndarray:
+    def _axes(N, S1) -> dict[str, np.ndarray]:
+        """The variables a forecast can extrapolate along: N, S1 and the law's compute axis ``N * S1``."""
         N, S1 = np.asarray(N, float), np.asarray(S1, float)
-        return np.log10(np.maximum.reduce([N / n_max, S1 / s1_max, N * S1 / ns1_max, np.ones_like(N)]))
+        return {"N": N, "S1": S1, "NS1": N * S1}
+
+    @classmethod
+    def _maxima(cls, N, S1) -> dict[str, float]:
+        return {f"{name}_max": float(v.max()) for name, v in cls._axes(N, S1).items()}
 
     def extrapolation_distance(self, N, S1) -> np.ndarray:
-        """log10 of the largest factor beyond the fitted N, S1 and ``N * S1`` (the law's compute axis; 0 inside)."""
-        r = self.data_range_
-        return self._distance(N, S1, r["N_max"], r["S1_max"], r["NS1_max"])
+        """log10 of the largest factor beyond the fitted N, S1 and ``N * S1`` (the law's compute axis; 0 inside;
+        smaller sizes than fitted do not count)."""
+        return extrapolation_distance(self._axes(N, S1), {k: v for k, v in self.data_range_.items() if k.endswith("_max")})
 
     def predict_interval(self, N, S1, drops, areas, kind: str = "prediction") -> tuple[np.ndarray, np.ndarray]:
         """Confidence (bootstrap) or prediction interval (plus final-loss scatter and model error)."""
