@@ -221,7 +221,7 @@ def test_grid_seeds_train_every_grid_run_again_on_a_trunk_of_its_own():
     assert not {lease_key(e.config) for e in replicas} & {lease_key(e.config) for e in e1}   # trunks of their own
     c1, c2 = ladder_compute(e1), ladder_compute(e2)
     assert c2["trunks"] == 2 * c1["trunks"] and c2["trained_flops"] == pytest.approx(2 * c1["trained_flops"])
-    assert PRESETS["quick"].grid_seeds == 2 and PRESETS["standard"].grid_seeds == 1
+    assert PRESETS["quick"].grid_seeds == 4 and PRESETS["standard"].grid_seeds == 1
     for bad in (0, 17, 2.0):
         with pytest.raises(ValueError, match="grid seeds"):
             LadderSpec(grid_seeds=bad)
