@@ -221,7 +221,7 @@ def test_grid_seeds_train_every_grid_run_again_on_a_trunk_of_its_own():
     assert not {lease_key(e.config) for e in replicas} & {lease_key(e.config) for e in e1}   # trunks of their own
     c1, c2 = ladder_compute(e1), ladder_compute(e2)
     assert c2["trunks"] == 2 * c1["trunks"] and c2["trained_flops"] == pytest.approx(2 * c1["trained_flops"])
-    assert PRESETS["quick"].grid_seeds == 4 and PRESETS["standard"].grid_seeds == 1
+    assert PRESETS["quick"].grid_seeds == 3 and PRESETS["standard"].grid_seeds == 1
     for bad in (0, 17, 2.0):
         with pytest.raises(ValueError, match="grid seeds"):
             LadderSpec(grid_seeds=bad)
@@ -358,9 +358,12 @@ def test_cli_smoke_ladder_end_to_end(tmp_path):
     fam = rep["families"]["dense"]
     v = fam["verification"]
     assert v["status"] == "finished" and v["actual_loss"] > 0 and len(v["interval"]) == 2
-    assert v["forecast_by"] in (v["law"], "curve law") and v["selection"]["chosen"] == v["forecast_by"]
-    sd = v["selection"]["sd_log"]
-    assert v["forecast_by"] == min(sd, key=sd.get) and v["form"]["law"] == v["law"]
+    sel, laws = v["selection"], {v["law"]: v["form"], **v["other_laws"], "curve law": v.get("curve_law")}
+    assert v["form"]["law"] == v["law"] and set(sel["members"]) | set(sel["duplicates"]) <= set(laws)
+    assert v["law"] in sel["members"] + list(sel["duplicates"]) and sum(sel["weights"].values()) == pytest.approx(1.0)
+    assert math.log(v["predicted_loss"]) == pytest.approx(
+        sum(w * math.log(laws[k]["predicted_loss"]) for k, w in sel["weights"].items()), rel=1e-9)
+    assert v["interval"][0] < v["predicted_loss"] < v["interval"][1]
     assert (tmp_path / "out" / "dense" / "isoflops.png").exists()
     assert rep["training"]["trained"] == 6
     assert v["epochs"] == pytest.approx(v["D"] / rep["data"]["train_tokens"]) and v["epochs"] < 1 and "warnings" not in v
@@ -514,18 +517,34 @@ def test_kept_evaluation_checkpoints_are_scored_as_checkpoints_of_the_run(tmp_pa
     assert pts.final.sum() == 1 and (pts.run == "tiny").all() and pts.D[pts.final][0] == 24 * cfg.tokens_per_step
 
 
-def test_verification_forecast_is_the_one_with_the_narrowest_calibrated_interval():
-    from scalinglab.experiments.ladder import choose_forecast
+def test_verification_forecast_combines_the_laws_by_their_calibrated_errors():
+    from scalinglab.experiments.ladder import combine_forecasts
     z = 1.959964
-    form = {"predicted_loss": 1.0, "interval": [math.exp(-z * 0.06), math.exp(z * 0.06)]}
-    curve = {"predicted_loss": 1.05, "interval": [1.05 * math.exp(-z * 0.03), 1.05 * math.exp(z * 0.04)]}
-    out = choose_forecast({"kaplan-nd": form, "curve law": curve})
-    assert out["chosen"] == "curve law" and out["predicted_loss"] == 1.05 and out["interval"] == curve["interval"]
-    assert out["sd_log"] == pytest.approx({"kaplan-nd": 0.06, "curve law": 0.035})
-    # a member without a usable interval cannot be chosen; with none usable the first is kept
+    band = lambda pred, sd: {"predicted_loss": pred, "interval": [pred * math.exp(-z * sd), pred * math.exp(z * sd)]}
+    # one law: its own forecast and interval
+    one = combine_forecasts({"kaplan-nd": band(1.3, 0.05)})
+    assert one["forecast_by"] == "kaplan-nd" and one["predicted_loss"] == pytest.approx(1.3, rel=1e-12)
+    assert one["interval"] == pytest.approx(band(1.3, 0.05)["interval"], rel=1e-9)
+    # two laws: weights 1/sd^2, the point the weighted mean of the logs, the interval the mixture's quantiles
+    members = {"kaplan-nd": band(1.0, 0.06), "curve law": band(1.05, 0.03)}
+    out = combine_forecasts(members)
+    w = {"kaplan-nd": 0.06 ** -2 / (0.06 ** -2 + 0.03 ** -2), "curve law": 0.03 ** -2 / (0.06 ** -2 + 0.03 ** -2)}
+    assert out["weights"] == pytest.approx(w) and out["sd_log"] == pytest.approx({"kaplan-nd": 0.06, "curve law": 0.03})
+    assert out["predicted_loss"] == pytest.approx(math.exp(w["curve law"] * math.log(1.05)), rel=1e-12)
+    rng = np.random.default_rng(0)   # the mixture by sampling, independent of the quantile search
+    pick = rng.random(2_000_000) < w["kaplan-nd"]
+    draws = np.where(pick, rng.normal(0.0, 0.06, pick.size), rng.normal(math.log(1.05), 0.03, pick.size))
+    assert np.log(out["interval"]) == pytest.approx(np.quantile(draws, [0.025, 0.975]), abs=1e-3)
+    # the spread between the laws widens the interval beyond the precision-weighted sd alone
+    assert math.log(out["interval"][1] / out["interval"][0]) > 2 * z * (w["kaplan-nd"] * 0.06 + w["curve law"] * 0.03)
+    # the same forecast twice (a form whose extra term fitted to zero) enters once
+    twice = combine_forecasts({**members, "interaction": dict(members["kaplan-nd"])})
+    assert twice["duplicates"] == {"interaction": "kaplan-nd"} and twice["predicted_loss"] == out["predicted_loss"]
+    assert twice["interval"] == out["interval"]
+    # a member without a usable interval is left out; with none usable the first is kept
     nan = {"predicted_loss": 2.0, "interval": [float("nan"), float("nan")]}
-    assert choose_forecast({"kaplan-nd": form, "curve law": nan})["chosen"] == "kaplan-nd"
-    assert choose_forecast({"a": nan, "b": dict(nan, predicted_loss=3.0)})["predicted_loss"] == 2.0
+    assert combine_forecasts({"kaplan-nd": band(1.3, 0.05), "curve law": nan})["members"] == ["kaplan-nd"]
+    assert combine_forecasts({"a": nan, "b": dict(nan, predicted_loss=3.0)})["predicted_loss"] == 2.0
 
 
 def test_curve_points_can_leave_out_the_start_of_every_curve(tmp_path, tiny_corpus):

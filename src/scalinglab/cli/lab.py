@@ -31,7 +31,7 @@ def ladder_cmd(
     budgets: Optional[str] = typer.Option(None, help="Comma-separated compute budgets in FLOPs (C = 6 N_active D)."),
     sizes_per_budget: Optional[int] = typer.Option(None, min=3, max=64, help="Model sizes per IsoFLOP budget (>= 3)."),
     grid_seeds: Optional[int] = typer.Option(None, min=1, max=16, help="Independent trainings (seeds) of every grid run "
-                                                                     "(preset default: 4 for quick, else 1)."),
+                                                                     "(preset default: 3 for quick, else 1)."),
     corpus: str = typer.Option("stdlib", help="'stdlib' (the running Python's standard library), a folder/file/JSONL of "
                                               "text, or a procedural task task:KIND:DIGITS[:FORMAT] (KIND addition, "
                                               "multiplication, reverse or mix; FORMAT direct, scratchpad or mixed), "
@@ -213,11 +213,14 @@ def _print_ladder(report: dict) -> None:
                           f"({v['extrapolation']['compute_over_max_fitted']:.1f}x the largest fitted budget), N={_q(v['N'])}, "
                           f"D={_q(v['D'])}: forecast {v['predicted_loss']:.4f} [{v['interval'][0]:.4f}, {v['interval'][1]:.4f}], "
                           f"actual {v['actual_loss']:.4f} ({v['relative_error']:+.2%}; inside: {v['inside_interval']}; "
-                          f"by the {v.get('forecast_by', v['law'])}, the narrowest calibrated interval)")
-            for name, c in [(v["law"], v.get("form")), ("curve law", v.get("curve_law"))]:
+                          f"by the {v.get('forecast_by', v['law'])})")
+            weights, same = v.get("selection", {}).get("weights", {}), v.get("selection", {}).get("duplicates", {})
+            for name, c in [(v["law"], v.get("form")), *v.get("other_laws", {}).items(), ("curve law", v.get("curve_law"))]:
                 if c and "relative_error" in c:
                     console.print(f"  {name}: forecast {c['predicted_loss']:.4f} [{c['interval'][0]:.4f}, "
-                                  f"{c['interval'][1]:.4f}] ({c['relative_error']:+.2%}; inside: {c['inside_interval']})")
+                                  f"{c['interval'][1]:.4f}] ({c['relative_error']:+.2%}; inside: {c['inside_interval']}; "
+                                  + (f"weight {weights[name]:.2f})" if name in weights else
+                                     f"the same forecast as {same[name]})" if name in same else "not combined)"), markup=False)
         elif v:
             console.print(f"[yellow]{family} verification[/]: {v.get('error') or v.get('status')}")
     if "moe_vs_dense" in report:
@@ -241,7 +244,7 @@ def compare_cmd(
     budgets: Optional[str] = typer.Option(None, help="Training mode: comma-separated compute budgets in FLOPs."),
     sizes_per_budget: Optional[int] = typer.Option(None, help="Training mode: model sizes per IsoFLOP budget (>= 3)."),
     grid_seeds: Optional[int] = typer.Option(None, help="Training mode: independent trainings (seeds) of every grid run "
-                                                        "(default: the preset's, 4 for quick)."),
+                                                        "(default: the preset's, 3 for quick)."),
     corpus: str = typer.Option("stdlib", help="Training mode: the corpus (as for scalinglab ladder)."),
     seed: int = typer.Option(0, help="Seed of every run (initialisation and data order) and of the bootstrap."),
     bootstrap: Optional[int] = typer.Option(None, help="Joint bootstrap resamples (default: the preset's, else 400)."),

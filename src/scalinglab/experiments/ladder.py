@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from scipy import optimize
+from scipy import optimize, special
 
 from ..analysis import Selection, fit_runs, report_json, run_arrays, save_fits
 from ..cost import matmul_peak
@@ -480,23 +480,89 @@ def _forecast_with(law, name, n, D):
     return {"law": name, "predicted_loss": pred, "interval": [lo, hi]}
 
 
-def choose_forecast(members: dict) -> dict:
-    """Of several forecasts of one loss, each ``{"predicted_loss", "interval"}`` (95%), the one with the
-    smallest calibrated error: the narrowest 95% prediction interval in log space.
+Z95 = 1.959964   # the 97.5% standard normal quantile
 
-    Each member's interval already holds its own rolling-origin extrapolation error at its own distance
-    from its data: the (N, D) form extrapolates the ladder's compute by the verification multiplier (its
-    error per decade measured on cuts along C and N), the curve law by the same compute factor in its
-    ``N * S1`` (its error per decade measured by holding out the largest sizes). So the comparison is
-    each law's backtest error at the distance the forecast asks of it, not at the backtests' own distances.
-    Members without a finite interval are left out (the first member is kept when none has one).
+
+def combine_forecasts(members: dict, duplicate_tol: float = 1e-3) -> dict:
+    """One forecast of a loss from several, each ``{"predicted_loss", "interval"}`` (95%, in loss units):
+    a precision-weighted combination in log space (Bates & Granger 1969), with the model-averaging interval.
+
+    Each member's interval already holds its own rolling-origin extrapolation error at its own distance from
+    its data (the (N, D) forms extrapolate the ladder's compute by the verification multiplier, their error
+    per decade measured on cuts along C and N; the curve law the same compute factor in its ``N * S1``, its
+    error measured by holding out the largest sizes), so its log-space sd ``s_k = log(hi/lo) / (2 * 1.96)``
+    is its calibrated error there. Member ``k`` gets the weight ``w_k = s_k^-2 / sum_j s_j^-2``; the forecast
+    is ``exp(sum_k w_k log L_k)``; the interval is the 2.5% and 97.5% quantiles of the mixture
+    ``sum_k w_k Normal(log L_k, s_k^2)``: each law's own error plus the spread between the laws.
+
+    A member whose forecast and interval equal an earlier member's to ``duplicate_tol`` in log is the same
+    forecast twice (a form whose extra term fitted to zero) and enters once. Members without a finite,
+    positive interval are left out; with none usable, the first member is returned unchanged.
     """
-    sd = {k: (math.log(m["interval"][1]) - math.log(m["interval"][0])) / (2 * 1.959964) for k, m in members.items()
-          if len(m.get("interval") or []) == 2 and all(np.isfinite(m["interval"])) and 0 < m["interval"][0] < m["interval"][1]}
-    name = min(sd, key=sd.get) if sd else next(iter(members))
-    m = members[name]
-    return {"chosen": name, "predicted_loss": m["predicted_loss"], "interval": list(m["interval"]), "sd_log": sd,
-            "rule": "the narrowest 95% prediction interval (each holds its own extrapolation error)"}
+    usable, duplicates = {}, {}
+    for name, m in members.items():
+        iv = m.get("interval") or []
+        if not (len(iv) == 2 and np.all(np.isfinite(iv)) and 0 < iv[0] < iv[1] and m.get("predicted_loss", 0) > 0):
+            continue
+        same = next((k for k, u in usable.items() if all(abs(math.log(a / b)) < duplicate_tol for a, b in
+                     zip([m["predicted_loss"], *iv], [u["predicted_loss"], *u["interval"]]))), None)
+        if same is not None:
+            duplicates[name] = same
+        else:
+            usable[name] = m
+    rule = ("precision-weighted combination in log space (weights 1/sd^2 from each law's calibrated 95% interval); "
+            "interval: the quantiles of the laws' mixture (each law's error plus their spread)")
+    if not usable:
+        name = next(iter(members))
+        return {"members": [name], "weights": {name: 1.0}, "sd_log": {}, "duplicates": duplicates,
+                "predicted_loss": members[name]["predicted_loss"], "interval": list(members[name]["interval"]),
+                "forecast_by": name, "rule": rule}
+    names = list(usable)
+    mu = np.array([math.log(usable[k]["predicted_loss"]) for k in names])
+    sd = np.array([math.log(usable[k]["interval"][1] / usable[k]["interval"][0]) / (2 * Z95) for k in names])
+    w = sd ** -2 / np.sum(sd ** -2)
+
+    def quantile(q):
+        f = lambda x: float(w @ special.ndtr((x - mu) / sd)) - q
+        return optimize.brentq(f, float(np.min(mu - 10 * sd)), float(np.max(mu + 10 * sd)), xtol=1e-12)
+
+    return {"members": names, "weights": dict(zip(names, w.tolist())), "sd_log": dict(zip(names, sd.tolist())),
+            "duplicates": duplicates, "predicted_loss": float(math.exp(w @ mu)),
+            "interval": [float(math.exp(quantile(0.025))), float(math.exp(quantile(0.975)))],
+            "forecast_by": names[0] if len(names) == 1 else "combination of " + ", ".join(names), "rule": rule}
+
+
+def verification_forecast(fit: dict, chosen: str, curve_law, cfg: RunConfig, n: float) -> dict:
+    """The forecast of one run (``cfg``, ``n`` active parameters) from a ladder's fits: every (N, D) form
+    (``chosen`` first) and the curve law, combined by :func:`combine_forecasts`. Nothing is trained."""
+    law = fit["fits"][chosen]["law"]
+    h = resolve_horizon(cfg, n)
+    D = float(h["tokens"])
+    main = _forecast_with(law, chosen, n, D)
+    others = {name: _forecast_with(e["law"], name, n, D) for name, e in fit["fits"].items()
+              if "law" in e and name != chosen and getattr(e["law"], "variables", None) == ("N", "D")}
+    extrapolation = {"compute_over_max_fitted": 6.0 * n * D / law.data_range_["C_max"],
+                     "factor": float(10 ** law.extrapolation_distance([n], [D])[0]),
+                     "fitted_on": law.data_range_,
+                     "model_error": {k: v for k, v in (law.extrapolation_ or {}).items() if k not in ("predictions", "skipped")}}
+    members, factors, curve = {chosen: main, **others}, {chosen: extrapolation["factor"]}, None
+    for name in others:
+        factors[name] = float(10 ** fit["fits"][name]["law"].extrapolation_distance([n], [D])[0])
+    if curve_law is not None:
+        s1, d, a = schedule_terms(cfg, h["steps"], [h["steps"]])
+        cl = float(curve_law.predict([n], s1, d, a)[0])
+        clo, chi = (float(x[0]) for x in curve_law.predict_interval([n], s1, d, a))
+        curve = {"predicted_loss": cl, "interval": [clo, chi], "S1": float(s1[0]),
+                 "extrapolation_factor": float(10 ** curve_law.extrapolation_distance([n], s1)[0])}
+        members["curve law"], factors["curve law"] = curve, curve["extrapolation_factor"]
+    selection = combine_forecasts(members) | {"extrapolation_factor": factors}
+    return {"compute_flops": 6.0 * n * D, "N": n, "D": D, "lr": cfg.lr, "law": chosen,
+            "predicted_loss": selection["predicted_loss"], "interval": selection["interval"],
+            "interval_kind": "95% prediction (bootstrap parameters + residuals + rolling-origin extrapolation error; "
+                             "combined over the laws with their spread)",
+            "form": main, "other_laws": others, "extrapolation": extrapolation,
+            **({"curve_law": curve} if curve is not None else {}),
+            "selection": selection, "forecast_by": selection["forecast_by"]}
 
 
 def _verify(spec, family, fit, chosen, curve_law, store, executor, checkpoint_dir, show_progress, log, out_dir, data):
@@ -510,31 +576,11 @@ def _verify(spec, family, fit, chosen, curve_law, store, executor, checkpoint_di
     model = shapes[i]
     cfg = run_config(spec, model, C)
     n = float(counts[i])
-    h = resolve_horizon(cfg, n)
-    D = float(h["tokens"])
-    main = _forecast_with(law, chosen, n, D)
-    others = {name: _forecast_with(e["law"], name, n, D) for name, e in fit["fits"].items()
-              if "law" in e and name != chosen and getattr(e["law"], "variables", None) == ("N", "D")}
-    extrapolation = {"compute_over_max_fitted": C / law.data_range_["C_max"],
-                     "factor": float(10 ** law.extrapolation_distance([n], [D])[0]),
-                     "fitted_on": law.data_range_,
-                     "model_error": {k: v for k, v in (law.extrapolation_ or {}).items() if k not in ("predictions", "skipped")}}
-    members, factors, curve = {chosen: main}, {chosen: extrapolation["factor"]}, None
-    if curve_law is not None:
-        s1, d, a = schedule_terms(cfg, h["steps"], [h["steps"]])
-        cl = float(curve_law.predict([n], s1, d, a)[0])
-        clo, chi = (float(x[0]) for x in curve_law.predict_interval([n], s1, d, a))
-        curve = {"predicted_loss": cl, "interval": [clo, chi], "S1": float(s1[0]),
-                 "extrapolation_factor": float(10 ** curve_law.extrapolation_distance([n], s1)[0])}
-        members["curve law"], factors["curve law"] = curve, curve["extrapolation_factor"]
-    selection = choose_forecast(members) | {"extrapolation_factor": factors}
-    pred, (lo, hi) = selection["predicted_loss"], selection["interval"]
-    forecast = {"compute_flops": C, "N": n, "D": D, "N_opt_fit": float(n_opt), "lr": cfg.lr, "law": chosen,
-                "predicted_loss": pred, "interval": [lo, hi],
-                "interval_kind": "95% prediction (bootstrap parameters + residuals + rolling-origin extrapolation error)",
-                "form": main, "other_laws": others, "extrapolation": extrapolation,
-                **({"curve_law": curve} if curve is not None else {}),
-                "selection": selection, "forecast_by": selection["chosen"]}
+    forecast = verification_forecast(fit, chosen, curve_law, cfg, n)
+    forecast = {"compute_flops": C, "N_opt_fit": float(n_opt)} | {k: v for k, v in forecast.items() if k != "compute_flops"}
+    forecast["extrapolation"]["compute_over_max_fitted"] = C / law.data_range_["C_max"]
+    main, others, D = forecast["form"], forecast["other_laws"], forecast["D"]
+    pred, (lo, hi) = forecast["predicted_loss"], forecast["interval"]
     train_tokens = int(data.train.size)
     forecast["epochs"] = D / train_tokens
     if D > train_tokens:
@@ -545,12 +591,13 @@ def _verify(spec, family, fit, chosen, curve_law, store, executor, checkpoint_di
             "model repetition (a few epochs cost little, Muennighoff et al. 2023; more make this forecast optimistic)"]
         for w in forecast["warnings"]:
             log(f"warning: {w}")
-    log(f"forecast before training (by the {forecast['forecast_by']}, the narrowest calibrated interval"
-        + "".join(f"; {k} sd {v:.3f}" for k, v in forecast["selection"]["sd_log"].items()) + "): "
+    log(f"forecast before training (by the {forecast['forecast_by']}"
+        + "".join(f"; {k} sd {v:.3f}, weight {forecast['selection']['weights'][k]:.2f}"
+                  for k, v in forecast["selection"]["sd_log"].items()) + "): "
         f"{family} d{model.d_model}L{model.n_layers} (N={n:,.0f}, D={D:,.0f}, "
         f"C={C:.3g}, {forecast['extrapolation']['compute_over_max_fitted']:.1f}x the largest fitted C, lr {cfg.lr:.3g}): "
-        f"loss {pred:.4f} [{lo:.4f}, {hi:.4f}]; {chosen} alone {main['predicted_loss']:.4f}"
-        + (f", curve law alone {forecast['curve_law']['predicted_loss']:.4f}" if "curve_law" in forecast else ""))
+        f"loss {pred:.4f} [{lo:.4f}, {hi:.4f}]; alone: " + ", ".join(
+            f"{k} {m['predicted_loss']:.4f}" for k, m in [(chosen, main), *others.items(), ("curve law", forecast.get("curve_law"))] if m))
     entry = LadderEntry(f"{family}-verify-C{C:.2g}-d{model.d_model}L{model.n_layers}", family, C, cfg, role="verify",
                         hp_rule=spec.hp_rule())
     store.add_decision("forecast", entry.run_id, "forecast", forecast)
@@ -568,8 +615,8 @@ def _verify(spec, family, fit, chosen, curve_law, store, executor, checkpoint_di
             f["inside_interval"] = bool(f["interval"][0] <= actual <= f["interval"][1])
         log(f"verification: actual {actual:.4f} vs forecast {pred:.4f} ({forecast['relative_error']:+.2%}); inside the "
             f"interval: {forecast['inside_interval']}"
-            + f"; {chosen} alone {main['relative_error']:+.2%}"
-            + (f", curve law alone {forecast['curve_law']['relative_error']:+.2%}" if "curve_law" in forecast else ""))
+            + "; alone: " + ", ".join(f"{k} {m['relative_error']:+.2%}" for k, m in
+                                      [(chosen, main), *others.items(), ("curve law", forecast.get("curve_law"))] if m))
         if out_dir is not None:
             forecast["figure"] = _verification_figure(store, run, forecast, out_dir)
     return forecast
