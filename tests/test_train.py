@@ -2,6 +2,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -364,6 +365,19 @@ def test_cli_smoke_ladder_end_to_end(tmp_path):
     assert math.log(v["predicted_loss"]) == pytest.approx(
         sum(w * math.log(laws[k]["predicted_loss"]) for k, w in sel["weights"].items()), rel=1e-9)
     assert v["interval"][0] < v["predicted_loss"] < v["interval"][1]
+    # the replay of the stored ladder (benchmarks/replay_forecasts.py) refits it and states the same forecast
+    folder = tmp_path / "replay"
+    folder.mkdir()
+    for suffix in ("", "-wal", "-shm"):
+        if (tmp_path / f"s.db{suffix}").exists():
+            shutil.copy(tmp_path / f"s.db{suffix}", folder / f"scalinglab.db{suffix}")
+    (folder / "ladder.json").write_text(out.stdout)
+    replay = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "benchmarks" / "replay_forecasts.py"),
+                             str(folder), "--json"], env=env, capture_output=True, text=True, timeout=600)
+    assert replay.returncode == 0, replay.stderr[-3000:]
+    row = json.loads(replay.stdout)["own"]["rows"][0]
+    assert row["predicted_loss"] == pytest.approx(v["predicted_loss"], rel=1e-9)
+    assert row["interval"] == pytest.approx(v["interval"], rel=1e-9) and row["weights"] == pytest.approx(sel["weights"])
     assert (tmp_path / "out" / "dense" / "isoflops.png").exists()
     assert rep["training"]["trained"] == 6
     assert v["epochs"] == pytest.approx(v["D"] / rep["data"]["train_tokens"]) and v["epochs"] < 1 and "warnings" not in v

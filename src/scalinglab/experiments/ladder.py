@@ -7,13 +7,14 @@ Steps (each recorded in the store, each skipped on a re-run when already done):
    budgets fits ``log lr*(N) = a + b log N`` (Porian et al. 2024, https://arxiv.org/abs/2406.19146);
    every later run takes its peak LR from the rule, which is stored with it.
 2. **Grid**: the IsoFLOP runs (WSD branches share their constant-LR trunk).
-3. **Fits**: every (N, D) form and Approach 2; the forecast comes from the form that backtests best on the
-   ladder itself (rolling origin, never on the verification run); fits with a parameter on a bound are
-   refused and reported.
+3. **Fits**: every (N, D) form and Approach 2; the form that backtests best on the ladder itself (rolling
+   origin, never on the verification run) sizes the verification run; fits with a parameter on a bound
+   are refused and reported.
 4. **Curve law**: :class:`~scalinglab.laws.curve.AnnealingCurveLaw` on the stored curves, an independent
    forecast of the same run.
-5. **Verification**: the forecast (with its prediction interval, extrapolation error included) is stored
-   before the run at ``verify_multiplier`` x the largest budget is trained.
+5. **Verification**: every law's forecast (with its prediction interval, extrapolation error included) and
+   their combination (:func:`combine_forecasts`) are stored before the run at ``verify_multiplier`` x the
+   largest budget is trained.
 """
 from __future__ import annotations
 
