@@ -35,7 +35,7 @@ def _seed_of(name: str) -> int:
 
 def replay(folder: Path, grid_seeds: int | None) -> dict:
     from scalinglab.analysis import Selection, fit_runs
-    from scalinglab.experiments.ladder import _fit_curve_law, verification_forecast
+    from scalinglab.experiments.ladder import _fit_curve_law, forecast_form, verification_forecast
     from scalinglab.store import RunStore
     from scalinglab.train.config import RunConfig
     report = json.loads((folder / "ladder.json").read_text()) if (folder / "ladder.json").exists() else {}
@@ -59,7 +59,9 @@ def replay(folder: Path, grid_seeds: int | None) -> dict:
                            n_bootstrap=int(spec.get("n_bootstrap", 400)), seed=seed)
             curve_law, _ = _fit_curve_law(SimpleNamespace(n_bootstrap=int(spec.get("n_bootstrap", 400)), seed=seed),
                                           store, grid)
-        chosen = fit.get("recommended")
+        chosen = forecast_form(fit)
+        if chosen is None:
+            return {"folder": str(folder), "grid_seeds": k, "error": "no (N, D) form could be fitted"}
         v = ver[0]
         fc = verification_forecast(fit, chosen, curve_law, RunConfig.from_dict(v.config), float(v.n_active))
     actual = float(v.final_loss)

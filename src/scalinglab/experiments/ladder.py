@@ -334,10 +334,7 @@ def _fit_and_verify(spec, family, entries, store, executor, checkpoint_dir, out,
         from ..report.figures import fit_figures
         _, N, D, C, L = run_arrays(runs, "n_active", "6ND")
         result["figures"] = fit_figures(fit, N, D, C, L, out_dir, title=f"{family} ladder, {spec.corpus} bytes")
-    chosen = fit.get("recommended")
-    if chosen is None:   # no form could be ranked by backtests: the first (N, D) form that fitted
-        chosen = next((k for k, v in fit["fits"].items() if "law" in v and getattr(v["law"], "variables", None) == ("N", "D")),
-                      None)
+    chosen = forecast_form(fit)
     result["forecast_law"] = chosen
     t = time.perf_counter()
     curve_law, result["curve_law"] = _fit_curve_law(spec, store, runs)
@@ -362,6 +359,16 @@ def _fit_and_verify(spec, family, entries, store, executor, checkpoint_dir, out,
         result["verification"] = {"error": "no (N, D) law could be fitted without a parameter on a bound: "
                                            + "; ".join(f"{k}: {v['error']}" for k, v in fit["fits"].items() if "error" in v)}
     return result
+
+
+def forecast_form(fit: dict) -> str | None:
+    """The (N, D) form that sizes the verification run: the one that backtests best on the ladder, or, when no
+    form could be ranked by backtests, the first (N, D) form that fitted (None when none did)."""
+    chosen = fit.get("recommended")
+    if chosen is None:
+        chosen = next((k for k, v in fit["fits"].items() if "law" in v and getattr(v["law"], "variables", None) == ("N", "D")),
+                      None)
+    return chosen
 
 
 def curve_points(store: RunStore, runs, skip: float = 0.0) -> dict:
