@@ -23,7 +23,6 @@ import re
 import sys
 import warnings
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -34,8 +33,7 @@ def _seed_of(name: str) -> int:
 
 
 def replay(folder: Path, grid_seeds: int | None) -> dict:
-    from scalinglab.analysis import Selection, fit_runs
-    from scalinglab.experiments.ladder import _fit_curve_law, forecast_form, verification_forecast
+    from scalinglab.experiments.ladder import fit_curve_law, fit_ladder_forms, forecast_form, verification_forecast
     from scalinglab.store import RunStore
     from scalinglab.train.config import RunConfig
     report = json.loads((folder / "ladder.json").read_text()) if (folder / "ladder.json").exists() else {}
@@ -51,14 +49,11 @@ def replay(folder: Path, grid_seeds: int | None) -> dict:
         if k > k_max:
             return {"folder": str(folder), "grid_seeds": k, "error": f"the ladder trained {k_max} grid seeds"}
         grid = [r for r in grid if _seed_of(r.name) < k]
-        seed = int(spec.get("seed", 0))
+        seed, n_bootstrap = int(spec.get("seed", 0)), int(spec.get("n_bootstrap", 400))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fit = fit_runs(grid, ("auto", "approach2"), selection=Selection(n_convention="n_active", flop_convention="6ND",
-                                                                            family="dense"),
-                           n_bootstrap=int(spec.get("n_bootstrap", 400)), seed=seed)
-            curve_law, _ = _fit_curve_law(SimpleNamespace(n_bootstrap=int(spec.get("n_bootstrap", 400)), seed=seed),
-                                          store, grid)
+            fit = fit_ladder_forms(grid, "dense", n_bootstrap=n_bootstrap, seed=seed)
+            curve_law, _ = fit_curve_law(store, grid, n_bootstrap=n_bootstrap, seed=seed)
         chosen = forecast_form(fit)
         if chosen is None:
             return {"folder": str(folder), "grid_seeds": k, "error": "no (N, D) form could be fitted"}

@@ -311,12 +311,11 @@ def _fit_and_verify(spec, family, entries, store, executor, checkpoint_dir, out,
                     data, timings):
     ids = {e.run_id for e in entries if e.family == family}
     runs = [r for r in store.runs(family=family) if r.run_id in ids]
-    selection = Selection(n_convention="n_active", flop_convention="6ND", family=family)
     t = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            fit = fit_runs(runs, ("auto", "approach2"), selection=selection, n_bootstrap=spec.n_bootstrap, seed=spec.seed)
+            fit = fit_ladder_forms(runs, family, n_bootstrap=spec.n_bootstrap, seed=spec.seed)
         except FitError as e:
             return {"error": str(e), "diverged": [r.name for r in runs if r.status == "diverged"]}
     timings[f"{family}_fit_s"] = time.perf_counter() - t
@@ -337,7 +336,7 @@ def _fit_and_verify(spec, family, entries, store, executor, checkpoint_dir, out,
     chosen = forecast_form(fit)
     result["forecast_law"] = chosen
     t = time.perf_counter()
-    curve_law, result["curve_law"] = _fit_curve_law(spec, store, runs)
+    curve_law, result["curve_law"] = fit_curve_law(store, runs, n_bootstrap=spec.n_bootstrap, seed=spec.seed)
     if curve_law is not None:   # the curve law's own rolling-origin error, on the cuts the forms were ranked on
         for w in curve_law.bound_warnings():
             result["warnings"].append(w)
@@ -359,6 +358,14 @@ def _fit_and_verify(spec, family, entries, store, executor, checkpoint_dir, out,
         result["verification"] = {"error": "no (N, D) law could be fitted without a parameter on a bound: "
                                            + "; ".join(f"{k}: {v['error']}" for k, v in fit["fits"].items() if "error" in v)}
     return result
+
+
+def fit_ladder_forms(runs, family: str, *, n_bootstrap: int, seed: int) -> dict:
+    """Every (N, D) form and Approach 2 on a ladder's runs, as the ladder fits them (N = active parameters,
+    C = 6 N D; the forms ranked by rolling-origin backtests on these runs)."""
+    return fit_runs(runs, ("auto", "approach2"), selection=Selection(n_convention="n_active", flop_convention="6ND",
+                                                                     family=family),
+                    n_bootstrap=n_bootstrap, seed=seed)
 
 
 def forecast_form(fit: dict) -> str | None:
@@ -424,12 +431,14 @@ def schedule_terms(cfg: RunConfig, total: int, steps: list[int]):
     return forward_area(lr, cfg.tokens_per_step)[np.asarray(steps) - 1], drops, areas
 
 
-def _fit_curve_law(spec, store, runs):
+def fit_curve_law(store, runs, *, n_bootstrap: int, seed: int):
+    """The curve law on the runs' stored curves (at most 100 cluster-bootstrap refits): ``(law, its JSON)``,
+    or ``(None, {"error": ...})``."""
     pts = curve_points(store, runs)
     if pts["L"].size == 0:
         return None, {"error": "no stored curves"}
     try:
-        law = AnnealingCurveLaw(n_bootstrap=min(100, spec.n_bootstrap), seed=spec.seed).fit(
+        law = AnnealingCurveLaw(n_bootstrap=min(100, n_bootstrap), seed=seed).fit(
             pts["N"], pts["S1"], pts["drops"], pts["areas"], pts["L"], pts["group"], pts["final"])
     except FitError as e:
         return None, {"error": str(e)}
@@ -540,16 +549,18 @@ def combine_forecasts(members: dict, duplicate_tol: float = 1e-3) -> dict:
             "forecast_by": names[0] if len(names) == 1 else "combination of " + ", ".join(names), "rule": rule}
 
 
-def verification_forecast(fit: dict, chosen: str, curve_law, cfg: RunConfig, n: float) -> dict:
-    """The forecast of one run (``cfg``, ``n`` active parameters) from a ladder's fits: every (N, D) form
-    (``chosen`` first) and the curve law, combined by :func:`combine_forecasts`. Nothing is trained."""
+def verification_forecast(fit: dict, chosen: str, curve_law, cfg: RunConfig, n: float, C: float | None = None) -> dict:
+    """The forecast of one run (``cfg``, ``n`` active parameters, compute ``C``, by default 6 n D) from a
+    ladder's fits: every (N, D) form (``chosen`` first) and the curve law, combined by
+    :func:`combine_forecasts`. Nothing is trained."""
     law = fit["fits"][chosen]["law"]
     h = resolve_horizon(cfg, n)
     D = float(h["tokens"])
+    C = 6.0 * n * D if C is None else C
     main = _forecast_with(law, chosen, n, D)
     others = {name: _forecast_with(e["law"], name, n, D) for name, e in fit["fits"].items()
               if "law" in e and name != chosen and getattr(e["law"], "variables", None) == ("N", "D")}
-    extrapolation = {"compute_over_max_fitted": 6.0 * n * D / law.data_range_["C_max"],
+    extrapolation = {"compute_over_max_fitted": C / law.data_range_["C_max"],
                      "factor": float(10 ** law.extrapolation_distance([n], [D])[0]),
                      "fitted_on": law.data_range_,
                      "model_error": {k: v for k, v in (law.extrapolation_ or {}).items() if k not in ("predictions", "skipped")}}
@@ -564,7 +575,7 @@ def verification_forecast(fit: dict, chosen: str, curve_law, cfg: RunConfig, n: 
                  "extrapolation_factor": float(10 ** curve_law.extrapolation_distance([n], s1)[0])}
         members["curve law"], factors["curve law"] = curve, curve["extrapolation_factor"]
     selection = combine_forecasts(members) | {"extrapolation_factor": factors}
-    return {"compute_flops": 6.0 * n * D, "N": n, "D": D, "lr": cfg.lr, "law": chosen,
+    return {"compute_flops": C, "N": n, "D": D, "lr": cfg.lr, "law": chosen,
             "predicted_loss": selection["predicted_loss"], "interval": selection["interval"],
             "interval_kind": "95% prediction (bootstrap parameters + residuals + rolling-origin extrapolation error; "
                              "combined over the laws with their spread)",
@@ -584,9 +595,7 @@ def _verify(spec, family, fit, chosen, curve_law, store, executor, checkpoint_di
     model = shapes[i]
     cfg = run_config(spec, model, C)
     n = float(counts[i])
-    forecast = verification_forecast(fit, chosen, curve_law, cfg, n)
-    forecast = {"compute_flops": C, "N_opt_fit": float(n_opt)} | {k: v for k, v in forecast.items() if k != "compute_flops"}
-    forecast["extrapolation"]["compute_over_max_fitted"] = C / law.data_range_["C_max"]
+    forecast = verification_forecast(fit, chosen, curve_law, cfg, n, C) | {"N_opt_fit": float(n_opt)}
     main, others, D = forecast["form"], forecast["other_laws"], forecast["D"]
     pred, (lo, hi) = forecast["predicted_loss"], forecast["interval"]
     train_tokens = int(data.train.size)
