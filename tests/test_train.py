@@ -222,7 +222,7 @@ def test_grid_seeds_train_every_grid_run_again_on_a_trunk_of_its_own():
     assert not {lease_key(e.config) for e in replicas} & {lease_key(e.config) for e in e1}   # trunks of their own
     c1, c2 = ladder_compute(e1), ladder_compute(e2)
     assert c2["trunks"] == 2 * c1["trunks"] and c2["trained_flops"] == pytest.approx(2 * c1["trained_flops"])
-    assert PRESETS["quick"].grid_seeds == 3 and PRESETS["standard"].grid_seeds == 1
+    assert PRESETS["quick"].grid_seeds == 2 and PRESETS["standard"].grid_seeds == 1
     for bad in (0, 17, 2.0):
         with pytest.raises(ValueError, match="grid seeds"):
             LadderSpec(grid_seeds=bad)
@@ -555,6 +555,23 @@ def test_verification_forecast_combines_the_laws_by_their_calibrated_errors():
     twice = combine_forecasts({**members, "interaction": dict(members["kaplan-nd"])})
     assert twice["duplicates"] == {"interaction": "kaplan-nd"} and twice["predicted_loss"] == out["predicted_loss"]
     assert twice["interval"] == out["interval"]
+    wider = combine_forecasts({**members, "interaction": band(1.0004, 0.09)})   # same loss, wider interval
+    assert wider["duplicates"] == {"interaction": "kaplan-nd"} and wider["predicted_loss"] == out["predicted_loss"]
+    # laws fitted on the same data count as one source: combined first, with their mixture's sd
+    three = {"chinchilla": band(1.0, 0.04), "kaplan-nd": band(0.94, 0.03), "curve law": band(1.02, 0.05)}
+    grouped = combine_forecasts(three, {"chinchilla": "forms", "kaplan-nd": "forms"})
+    v = np.array([0.04 ** -2, 0.03 ** -2]) / (0.04 ** -2 + 0.03 ** -2)
+    m_f = v @ np.log([1.0, 0.94])
+    s_f = math.sqrt(v @ (np.array([0.04, 0.03]) ** 2 + (np.log([1.0, 0.94]) - m_f) ** 2))
+    W_f = s_f ** -2 / (s_f ** -2 + 0.05 ** -2)
+    assert grouped["groups"]["forms"]["sd_log"] == pytest.approx(s_f, rel=1e-12)
+    assert grouped["groups"]["forms"]["weight"] == pytest.approx(W_f, rel=1e-12)
+    assert grouped["weights"] == pytest.approx({"chinchilla": W_f * v[0], "kaplan-nd": W_f * v[1], "curve law": 1 - W_f})
+    assert grouped["predicted_loss"] == pytest.approx(math.exp(W_f * m_f + (1 - W_f) * math.log(1.02)), rel=1e-12)
+    # the disagreeing forms give the curve law more weight than one-stage weighting would
+    flat = combine_forecasts(three)
+    assert grouped["weights"]["curve law"] > flat["weights"]["curve law"]
+    assert flat["groups"]["curve law"]["weight"] == pytest.approx(flat["weights"]["curve law"], rel=1e-12)
     # a member without a usable interval is left out; with none usable the first is kept
     nan = {"predicted_loss": 2.0, "interval": [float("nan"), float("nan")]}
     assert combine_forecasts({"kaplan-nd": band(1.3, 0.05), "curve law": nan})["members"] == ["kaplan-nd"]

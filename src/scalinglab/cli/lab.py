@@ -31,7 +31,7 @@ def ladder_cmd(
     budgets: Optional[str] = typer.Option(None, help="Comma-separated compute budgets in FLOPs (C = 6 N_active D)."),
     sizes_per_budget: Optional[int] = typer.Option(None, min=3, max=64, help="Model sizes per IsoFLOP budget (>= 3)."),
     grid_seeds: Optional[int] = typer.Option(None, min=1, max=16, help="Independent trainings (seeds) of every grid run "
-                                                                     "(preset default: 3 for quick, else 1)."),
+                                                                     "(preset default: 2 for quick, else 1)."),
     corpus: str = typer.Option("stdlib", help="'stdlib' (the running Python's standard library), a folder/file/JSONL of "
                                               "text, or a procedural task task:KIND:DIGITS[:FORMAT] (KIND addition, "
                                               "multiplication, reverse or mix; FORMAT direct, scratchpad or mixed), "
@@ -221,6 +221,11 @@ def _print_ladder(report: dict) -> None:
                                   f"{c['interval'][1]:.4f}] ({c['relative_error']:+.2%}; inside: {c['inside_interval']}; "
                                   + (f"weight {weights[name]:.2f})" if name in weights else
                                      f"the same forecast as {same[name]})" if name in same else "not combined)"), markup=False)
+            groups = v.get("selection", {}).get("groups", {})
+            if len(groups) > 1:
+                console.print("  sources: " + "; ".join(
+                    f"{g} {gr['predicted_loss']:.4f} (sd {gr['sd_log']:.3f} in log, weight {gr['weight']:.2f})"
+                    for g, gr in groups.items()), markup=False)
         elif v:
             console.print(f"[yellow]{family} verification[/]: {v.get('error') or v.get('status')}")
     if "moe_vs_dense" in report:
@@ -244,7 +249,7 @@ def compare_cmd(
     budgets: Optional[str] = typer.Option(None, help="Training mode: comma-separated compute budgets in FLOPs."),
     sizes_per_budget: Optional[int] = typer.Option(None, help="Training mode: model sizes per IsoFLOP budget (>= 3)."),
     grid_seeds: Optional[int] = typer.Option(None, help="Training mode: independent trainings (seeds) of every grid run "
-                                                        "(default: the preset's, 3 for quick)."),
+                                                        "(default: the preset's, 2 for quick)."),
     corpus: str = typer.Option("stdlib", help="Training mode: the corpus (as for scalinglab ladder)."),
     seed: int = typer.Option(0, help="Seed of every run (initialisation and data order) and of the bootstrap."),
     bootstrap: Optional[int] = typer.Option(None, help="Joint bootstrap resamples (default: the preset's, else 400)."),

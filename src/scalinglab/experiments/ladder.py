@@ -500,51 +500,77 @@ def _forecast_with(law, name, n, D):
 Z95 = 1.959964   # the 97.5% standard normal quantile
 
 
-def combine_forecasts(members: dict, duplicate_tol: float = 1e-3) -> dict:
+FORMS_GROUP = "(N, D) forms"
+
+
+def combine_forecasts(members: dict, groups: dict | None = None, duplicate_tol: float = 1e-3) -> dict:
     """One forecast of a loss from several, each ``{"predicted_loss", "interval"}`` (95%, in loss units):
-    a precision-weighted combination in log space (Bates & Granger 1969), with the model-averaging interval.
+    a precision-weighted combination in log space (Bates & Granger 1969), in two stages when the members
+    come in groups of laws fitted on the same data, with the model-averaging interval.
 
     Each member's interval already holds its own rolling-origin extrapolation error at its own distance from
     its data (the (N, D) forms extrapolate the ladder's compute by the verification multiplier, their error
     per decade measured on cuts along C and N; the curve law the same compute factor in its ``N * S1``, its
     error measured by holding out the largest sizes), so its log-space sd ``s_k = log(hi/lo) / (2 * 1.96)``
-    is its calibrated error there. Member ``k`` gets the weight ``w_k = s_k^-2 / sum_j s_j^-2``; the forecast
-    is ``exp(sum_k w_k log L_k)``; the interval is the 2.5% and 97.5% quantiles of the mixture
-    ``sum_k w_k Normal(log L_k, s_k^2)``: each law's own error plus the spread between the laws.
+    is its calibrated error there.
 
-    A member whose forecast and interval equal an earlier member's to ``duplicate_tol`` in log is the same
-    forecast twice (a form whose extra term fitted to zero) and enters once. Members without a finite,
-    positive interval are left out; with none usable, the first member is returned unchanged.
+    ``groups`` maps a member's name to its group (by default every member is its own group). Laws of one
+    group share their data (the (N, D) forms are all fitted on the same final losses), so their errors are
+    not independent and they count as one source: within group ``G`` member ``k`` gets ``v_k = s_k^-2 /
+    sum_{j in G} s_j^-2``, the group's forecast is ``m_G = sum v_k log L_k`` and its sd is that of its
+    mixture, ``s_G^2 = sum v_k (s_k^2 + (log L_k - m_G)^2)`` (its laws' errors plus their disagreement);
+    the groups then get ``W_G = s_G^-2 / sum_H s_H^-2``, and member ``k`` the weight ``w_k = W_G v_k``.
+    The forecast is ``exp(sum_k w_k log L_k)``; the interval is the 2.5% and 97.5% quantiles of the mixture
+    ``sum_k w_k Normal(log L_k, s_k^2)``: each law's own error plus the spread between the laws. With every
+    member its own group this is the one-stage precision weighting ``w_k = s_k^-2 / sum_j s_j^-2``.
+
+    A member whose forecast equals an earlier member's to ``duplicate_tol`` in log is the same forecast twice
+    (a form whose extra term fitted to zero, whatever its interval) and enters once. Members without a
+    finite, positive interval are left out; with none usable, the first member is returned unchanged.
     """
+    groups = groups or {}
     usable, duplicates = {}, {}
     for name, m in members.items():
         iv = m.get("interval") or []
         if not (len(iv) == 2 and np.all(np.isfinite(iv)) and 0 < iv[0] < iv[1] and m.get("predicted_loss", 0) > 0):
             continue
-        same = next((k for k, u in usable.items() if all(abs(math.log(a / b)) < duplicate_tol for a, b in
-                     zip([m["predicted_loss"], *iv], [u["predicted_loss"], *u["interval"]]))), None)
+        same = next((k for k, u in usable.items()
+                     if abs(math.log(m["predicted_loss"] / u["predicted_loss"])) < duplicate_tol), None)
         if same is not None:
             duplicates[name] = same
         else:
             usable[name] = m
-    rule = ("precision-weighted combination in log space (weights 1/sd^2 from each law's calibrated 95% interval); "
+    rule = ("precision-weighted combination in log space (weights 1/sd^2 from each law's calibrated 95% interval), "
+            "in two stages: the laws fitted on the same data combined first, as one source with their mixture's sd; "
             "interval: the quantiles of the laws' mixture (each law's error plus their spread)")
     if not usable:
         name = next(iter(members))
-        return {"members": [name], "weights": {name: 1.0}, "sd_log": {}, "duplicates": duplicates,
+        return {"members": [name], "weights": {name: 1.0}, "sd_log": {}, "duplicates": duplicates, "groups": {},
                 "predicted_loss": members[name]["predicted_loss"], "interval": list(members[name]["interval"]),
                 "forecast_by": name, "rule": rule}
     names = list(usable)
     mu = np.array([math.log(usable[k]["predicted_loss"]) for k in names])
     sd = np.array([math.log(usable[k]["interval"][1] / usable[k]["interval"][0]) / (2 * Z95) for k in names])
-    w = sd ** -2 / np.sum(sd ** -2)
+    label = [groups.get(k, k) for k in names]
+    w, summary = np.zeros(len(names)), {}
+    for g in dict.fromkeys(label):
+        idx = np.array([i for i, lab in enumerate(label) if lab == g])
+        v = sd[idx] ** -2 / np.sum(sd[idx] ** -2)
+        m_g = float(v @ mu[idx])
+        s_g = math.sqrt(float(v @ (sd[idx] ** 2 + (mu[idx] - m_g) ** 2)))
+        w[idx] = v
+        summary[g] = {"members": [names[i] for i in idx], "predicted_loss": math.exp(m_g), "sd_log": s_g}
+    big = np.array([summary[g]["sd_log"] ** -2 for g in summary])
+    for g, W in zip(summary, big / big.sum()):
+        summary[g]["weight"] = float(W)
+        w[[names.index(k) for k in summary[g]["members"]]] *= W
 
     def quantile(q):
         f = lambda x: float(w @ special.ndtr((x - mu) / sd)) - q
         return optimize.brentq(f, float(np.min(mu - 10 * sd)), float(np.max(mu + 10 * sd)), xtol=1e-12)
 
     return {"members": names, "weights": dict(zip(names, w.tolist())), "sd_log": dict(zip(names, sd.tolist())),
-            "duplicates": duplicates, "predicted_loss": float(math.exp(w @ mu)),
+            "duplicates": duplicates, "groups": summary, "predicted_loss": float(math.exp(w @ mu)),
             "interval": [float(math.exp(quantile(0.025))), float(math.exp(quantile(0.975)))],
             "forecast_by": names[0] if len(names) == 1 else "combination of " + ", ".join(names), "rule": rule}
 
@@ -574,7 +600,8 @@ def verification_forecast(fit: dict, chosen: str, curve_law, cfg: RunConfig, n: 
         curve = {"predicted_loss": cl, "interval": [clo, chi], "S1": float(s1[0]),
                  "extrapolation_factor": float(10 ** curve_law.extrapolation_distance([n], s1)[0])}
         members["curve law"], factors["curve law"] = curve, curve["extrapolation_factor"]
-    selection = combine_forecasts(members) | {"extrapolation_factor": factors}
+    groups = {name: FORMS_GROUP for name in members if name != "curve law"}
+    selection = combine_forecasts(members, groups) | {"extrapolation_factor": factors}
     return {"compute_flops": C, "N": n, "D": D, "lr": cfg.lr, "law": chosen,
             "predicted_loss": selection["predicted_loss"], "interval": selection["interval"],
             "interval_kind": "95% prediction (bootstrap parameters + residuals + rolling-origin extrapolation error; "

@@ -124,7 +124,7 @@ PRESETS = {
                         batch_size=8, seq_len=64, verify_multiplier=4.0),
     # the default: 4 budgets, WSD branches trained with three seeds, LR rule from a short sweep, verified at 10x
     "quick": LadderSpec(budgets=(1.5e11, 3e11, 6e11, 1.2e12), tokens_per_param_guess=60.0, schedule="wsd",
-                        lr_sweep=True, n_bootstrap=400, grid_seeds=3),
+                        lr_sweep=True, n_bootstrap=400, grid_seeds=2),
     "standard": LadderSpec(budgets=(1e11, 3e11, 1e12, 3e12, 1e13), sizes_per_budget=6, schedule="wsd", lr_sweep=True,
                            verify_multiplier=30.0),
     "large": LadderSpec(budgets=(1e13, 3e13, 1e14, 3e14, 1e15), sizes_per_budget=7, batch_size=64, seq_len=256,
