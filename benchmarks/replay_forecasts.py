@@ -8,8 +8,9 @@ the grid runs of the ladder's first K grid seeds only (run names without a suffi
 ...), exactly as the ladder fits them, and forecast the stored verification run's loss before it is compared.
 The verification run itself is never fitted on. Each line gives the combined forecast's error (the ladder's
 rule, :func:`scalinglab.experiments.ladder.combine_forecasts`), whether the actual loss is inside its 95%
-interval, every law's error alone, and what the previous rule (the narrowest interval of the backtest-best
-form and the curve law) would have stated.
+interval, every law's error alone, and what two earlier rules would have stated: the narrowest interval of
+the backtest-best form and the curve law ("previous rule"), and the one-stage combination, every law its own
+source ("one stage").
 
 With fewer grid seeds than the ladder trained, the ladder itself might have sized its verification run
 differently (the backtest-best form's optimum); the replay forecasts the run that was trained.
@@ -33,7 +34,8 @@ def _seed_of(name: str) -> int:
 
 
 def replay(folder: Path, grid_seeds: int | None) -> dict:
-    from scalinglab.experiments.ladder import fit_curve_law, fit_ladder_forms, forecast_form, verification_forecast
+    from scalinglab.experiments.ladder import (combine_forecasts, fit_curve_law, fit_ladder_forms, forecast_form,
+                                               verification_forecast)
     from scalinglab.store import RunStore
     from scalinglab.train.config import RunConfig
     report = json.loads((folder / "ladder.json").read_text()) if (folder / "ladder.json").exists() else {}
@@ -64,6 +66,7 @@ def replay(folder: Path, grid_seeds: int | None) -> dict:
     laws = {chosen: fc["form"], **fc["other_laws"], **({"curve law": fc["curve_law"]} if "curve_law" in fc else {})}
     sd = lambda m: math.log(m["interval"][1] / m["interval"][0]) if all(np.isfinite(m["interval"])) else math.inf
     previous = min([m for name, m in laws.items() if name in (chosen, "curve law")], key=sd)
+    one_stage = combine_forecasts(laws)      # every law its own source, as the rule before the forms were grouped
     return {"folder": str(folder), "seed": seed, "grid_seeds": k, "n_grid_runs": len(grid), "actual_loss": actual,
             "forecast_by": fc["forecast_by"], "predicted_loss": fc["predicted_loss"], "interval": fc["interval"],
             "relative_error": err(fc["predicted_loss"]),
@@ -73,7 +76,9 @@ def replay(folder: Path, grid_seeds: int | None) -> dict:
                             "inside_interval": bool(m["interval"][0] <= actual <= m["interval"][1])}
                      for name, m in laws.items()},
             "previous_rule_error": err(previous["predicted_loss"]),
-            "previous_rule_inside": bool(previous["interval"][0] <= actual <= previous["interval"][1])}
+            "previous_rule_inside": bool(previous["interval"][0] <= actual <= previous["interval"][1]),
+            "one_stage_error": err(one_stage["predicted_loss"]),
+            "one_stage_inside": bool(one_stage["interval"][0] <= actual <= one_stage["interval"][1])}
 
 
 def summary(rows: list[dict]) -> dict:
@@ -82,10 +87,13 @@ def summary(rows: list[dict]) -> dict:
         return {}
     e = np.array([r["relative_error"] for r in ok]) * 100
     p = np.array([r["previous_rule_error"] for r in ok]) * 100
+    o = np.array([r["one_stage_error"] for r in ok]) * 100
     return {"n": len(ok), "rms_pct": float(np.sqrt(np.mean(e ** 2))), "within_2pct": float(np.mean(np.abs(e) <= 2)),
             "inside": float(np.mean([r["inside_interval"] for r in ok])),
             "previous_rule_rms_pct": float(np.sqrt(np.mean(p ** 2))), "previous_rule_within_2pct": float(np.mean(np.abs(p) <= 2)),
-            "previous_rule_inside": float(np.mean([r["previous_rule_inside"] for r in ok]))}
+            "previous_rule_inside": float(np.mean([r["previous_rule_inside"] for r in ok])),
+            "one_stage_rms_pct": float(np.sqrt(np.mean(o ** 2))), "one_stage_within_2pct": float(np.mean(np.abs(o) <= 2)),
+            "one_stage_inside": float(np.mean([r["one_stage_inside"] for r in ok]))}
 
 
 def main(argv=None) -> int:
@@ -118,7 +126,8 @@ def main(argv=None) -> int:
                     continue
                 alone = ", ".join(f"{n} {m['relative_error']:+.2%}" for n, m in r["laws"].items())
                 print(f"{f} (seed {r['seed']}, {r['grid_seeds']} grid seeds): combined {r['relative_error']:+.2%} "
-                      f"[{'inside' if r['inside_interval'] else 'OUTSIDE'}]; previous rule {r['previous_rule_error']:+.2%}; "
+                      f"[{'inside' if r['inside_interval'] else 'OUTSIDE'}]; one stage {r['one_stage_error']:+.2%}; "
+                      f"previous rule {r['previous_rule_error']:+.2%}; "
                       f"alone: {alone}", flush=True)
         key = "own" if k is None else str(k)
         out[key] = {"rows": rows, "summary": summary(rows)}
@@ -126,7 +135,8 @@ def main(argv=None) -> int:
             s = out[key]["summary"]
             print(f"== grid seeds {key}: {s['n']} ladders; combined RMS {s['rms_pct']:.2f}%, within 2% {s['within_2pct']:.0%}, "
                   f"inside {s['inside']:.0%}; previous rule RMS {s['previous_rule_rms_pct']:.2f}%, within 2% "
-                  f"{s['previous_rule_within_2pct']:.0%}, inside {s['previous_rule_inside']:.0%}", flush=True)
+                  f"{s['previous_rule_within_2pct']:.0%}, inside {s['previous_rule_inside']:.0%}; one stage RMS "
+                  f"{s['one_stage_rms_pct']:.2f}%, within 2% {s['one_stage_within_2pct']:.0%}", flush=True)
     if a.json:
         print(json.dumps(out, indent=1))
     return 0

@@ -184,6 +184,29 @@ def test_wsd_branches_share_their_trunk_and_match_a_straight_run(tmp_path, tiny_
     assert [p["loss"] for p in straight.curve if p["split"] == "val"] == [p["loss"] for p in b.curve if p["split"] == "val"]
 
 
+def test_two_workers_run_a_trunks_branches_in_turn_and_share_idle_threads(tmp_path, tiny_corpus):
+    """Two local workers and two WSD trunks of two branches each: the branches of one trunk never run at once
+    (the later one resumes from the earlier one's branch point, as on one worker), the trunks run side by
+    side, and a task started with fewer groups left than workers gets the idle workers' threads."""
+    from scalinglab.train.executors import LocalExecutor, Task
+    from scalinglab.train.ladder import lease_key
+    kw = dict(corpus=tiny_corpus, horizon="steps", batch_size=4, schedule="wsd", warmup_steps=5, eval_tokens=1024)
+    cfgs = [RunConfig(model=ModelConfig(d_model=d, n_layers=1, n_heads=2, seq_len=32), horizon_value=h, **kw)
+            for d in (16, 24) for h in (60, 150)]
+    tasks = [Task(key=run_id_of(c), config=c.to_dict(), checkpoint_dir=str(tmp_path / "ck"), group=lease_key(c))
+             for c in cfgs]
+    assert len({t.group for t in tasks}) == 2
+    results = {}
+    with LocalExecutor(workers=2, threads=1) as ex:
+        assert ex._threads_for(tasks[0], [], {}) == 2 and ex._threads_for(tasks[0], tasks[1:2], {}) == 2
+        assert ex._threads_for(tasks[0], tasks[2:], {}) == 1
+        ex.run(tasks, lambda *a: None, lambda t, r, e: results.setdefault(t.key, (r, e)))
+    assert all(e is None for _, e in results.values())
+    for short, long in ((tasks[0], tasks[1]), (tasks[2], tasks[3])):
+        assert results[short.key][0].shared_prefix_steps == 0
+        assert results[long.key][0].shared_prefix_steps == 48 and results[long.key][0].resumed_from_step == 48
+
+
 def test_ladder_design_shares_sizes_and_counts_shared_compute_once():
     spec = LadderSpec(budgets=(5e10, 1.5e11, 4.5e11, 1.35e12), schedule="wsd")
     t0 = time.perf_counter()

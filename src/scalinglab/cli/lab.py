@@ -48,7 +48,8 @@ def ladder_cmd(
                                           help="Keep each run's weights at its evaluation steps (`evaluate` scores "
                                                "them; task forecasts then measure checkpoint noise)."),
     executor: str = typer.Option("local", help="local (worker processes), inline (this process), ray or slurm (submitit)."),
-    workers: int = typer.Option(1, min=1, max=1024, help="Runs at a time (local executor)."),
+    workers: Optional[int] = typer.Option(None, min=1, max=1024, help="Runs at a time (local executor; default: "
+                                          "on a CPU one single-thread worker per core, else 1)."),
     address: Optional[str] = typer.Option(None, help="Ray cluster address: auto or HOST:PORT (default: start one here)."),
     gpus_per_run: float = typer.Option(0, min=0, max=64, help="GPUs each run asks Ray for."),
     threads: Optional[int] = typer.Option(None, min=1, max=1024, help="Torch threads per worker."),
@@ -123,6 +124,8 @@ def ladder_cmd(
             _fail(f"--budgets: the largest run would take {largest:.3g} FLOPs, about {largest / 1e11 / 86400:.0f} days on a "
                   f"CPU at 100 GFLOP/s; CPU ladders are refused above {MAX_CPU_RUN_FLOPS:.0e} FLOPs per run (use "
                   "--device cuda, or smaller --budgets)")
+        if workers is None:
+            workers, threads = _default_workers(device, executor, threads)
         ex = make_executor(executor, workers=workers, threads=threads, address=address, gpus_per_run=gpus_per_run)
     except ValueError as e:
         _fail(str(e))
@@ -235,6 +238,17 @@ def _print_ladder(report: dict) -> None:
         for r in report["moe_vs_dense"]["budgets"]:
             table.add_row(f"{r['budget']:.3g}", f"{r['moe_loss']:.4f}", "-" if r["multiplier"] is None else f"{r['multiplier']:.2f}x")
         console.print(table)
+
+
+def _default_workers(device: str, executor: str, threads: int | None) -> tuple[int, int | None]:
+    """A CPU ladder on the local executor: one worker per usable core, each single-threaded (small models
+    use extra threads poorly; a run left alone gets the idle workers' threads). Otherwise one worker."""
+    if device != "cpu" or executor != "local":
+        return 1, threads
+    import os
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    per = threads or 1
+    return max(1, cores // per), per
 
 
 @app.command("compare")

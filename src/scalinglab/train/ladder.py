@@ -440,8 +440,8 @@ def train_entries(entries: list[LadderEntry], store: RunStore, executor: Executo
             if not pending:
                 break
             if runnable:
-                tasks = [Task(key=e.run_id, config=e.config.to_dict(), checkpoint_dir=str(checkpoint_dir))
-                         for e in runnable]
+                tasks = [Task(key=e.run_id, config=e.config.to_dict(), checkpoint_dir=str(checkpoint_dir),
+                              group=keys[e.run_id]) for e in runnable]
                 if lazy:
                     executor.run(tasks, on_progress, on_result, claim=claim)
                 else:       # an executor without claims: claim its whole list up front
