@@ -207,6 +207,20 @@ def test_two_workers_run_a_trunks_branches_in_turn_and_share_idle_threads(tmp_pa
         assert results[long.key][0].shared_prefix_steps == 48 and results[long.key][0].resumed_from_step == 48
 
 
+def test_cluster_executors_release_a_trunks_branches_in_turn():
+    from scalinglab.train.executors import Task, _Chains
+    t = {k: Task(key=k, config={}, group=g) for k, g in
+         (("a1", "A"), ("a2", "A"), ("b1", "B"), ("c", None), ("a3", "A"), ("b2", "B"))}
+    ch = _Chains(t.values())
+    assert [x.key for x in ch.take()] == ["a1", "b1", "c"] and ch.take() == []
+    ch.finished(t["c"]); ch.finished(t["a1"])
+    assert [x.key for x in ch.take()] == ["a2"]
+    ch.finished(t["b1"]); ch.finished(t["a2"])
+    assert [x.key for x in ch.take()] == ["b2", "a3"]
+    ch.finished(t["b2"]); ch.finished(t["a3"])
+    assert ch.take() == []
+
+
 def test_ladder_design_shares_sizes_and_counts_shared_compute_once():
     spec = LadderSpec(budgets=(5e10, 1.5e11, 4.5e11, 1.35e12), schedule="wsd")
     t0 = time.perf_counter()

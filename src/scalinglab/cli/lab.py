@@ -19,7 +19,7 @@ from .fit import _print_fit_report
 EXECUTOR_MODULES = {"ray": "ray", "slurm": "submitit"}
 # wall times of the presets as measured and logged in docs/experiments.md (2 CPU cores); the README quotes
 # these same words, and tests/test_docs.py holds the three together
-PRESET_WALL_TIMES = {"smoke": "about a minute", "quick": "~16 minutes on 2 CPU cores"}
+PRESET_WALL_TIMES = {"smoke": "about a minute", "quick": "~14 minutes on 2 CPU cores"}
 
 
 @app.command("ladder")
@@ -268,7 +268,7 @@ def compare_cmd(
     seed: int = typer.Option(0, help="Seed of every run (initialisation and data order) and of the bootstrap."),
     bootstrap: Optional[int] = typer.Option(None, help="Joint bootstrap resamples (default: the preset's, else 400)."),
     executor: str = typer.Option("local", help="Training mode: local (worker processes) or inline (this process)."),
-    threads: Optional[int] = typer.Option(None, help="Training mode: torch threads per worker."),
+    threads: Optional[int] = typer.Option(None, help="Training mode: torch threads per worker (default: one single-thread worker per core)."),
     store: Path = StoreOpt,
     out: Path = typer.Option(Path("scalinglab-out/compare"), help="Directory for the figure."),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Write the comparison figure (PNG and SVG)."),
@@ -335,7 +335,8 @@ def compare_cmd(
             spec = dc.replace(PRESETS[preset], **changes)
             for r in recipes:
                 r.apply(spec)
-            ex = make_executor(executor, workers=1, threads=threads)
+            n_workers, threads = _default_workers(spec.device, executor, threads)
+            ex = make_executor(executor, workers=n_workers, threads=threads)
         except ValueError as e:
             _fail(f"{e} (recipes: {RECIPE_HELP})")
         log = _log(as_json, highlight=False, markup=False)

@@ -213,6 +213,32 @@ def _drain(q, on_progress):
         on_progress(key, info)
 
 
+class _Chains:
+    """Tasks released so that the tasks of one ``group`` (the branches of a WSD trunk) run in turn: a task
+    becomes ready when the one before it in its group has finished (for executors that start every ready
+    task at once)."""
+
+    def __init__(self, tasks):
+        self.ready, self.after = [], {}
+        for t in tasks:
+            if t.group is None:
+                self.ready.append(t)
+            elif t.group in self.after:
+                self.after[t.group].append(t)
+            else:
+                self.after[t.group] = []
+                self.ready.append(t)
+
+    def take(self) -> list:
+        out, self.ready = self.ready, []
+        return out
+
+    def finished(self, task) -> None:
+        nxt = self.after.get(task.group)
+        if nxt:
+            self.ready.append(nxt.pop(0))
+
+
 def _execute_on_ray(task: Task, queue, threads: int | None) -> RunResult:
     if threads:
         import torch
@@ -229,7 +255,8 @@ def _execute_on_ray(task: Task, queue, threads: int | None) -> RunResult:
 
 
 class RayExecutor:
-    """Each run is a Ray task with its own CPU/GPU resources; crashed workers are retried (the run
+    """Each run is a Ray task with its own CPU/GPU resources (the branches of a WSD trunk one after
+    another, each resuming from the trunk's checkpoint); crashed workers are retried (the run
     resumes from its checkpoint, which must live on a path every worker can reach); results come
     back to the driver, which alone writes the store.
 
@@ -261,7 +288,8 @@ class RayExecutor:
         queue = Queue(maxsize=10_000)
         remote = ray.remote(num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run,
                             max_retries=self.max_retries)(_execute_on_ray)
-        pending = {remote.remote(t, queue, self.threads): t for t in tasks}
+        chains = _Chains(tasks)
+        pending = {remote.remote(t, queue, self.threads): t for t in chains.take()}
         try:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
@@ -274,6 +302,8 @@ class RayExecutor:
                         on_result(task, ray.get(ref), None)
                     except Exception as e:  # noqa: BLE001 - a failed run is recorded, the ladder goes on
                         on_result(task, None, f"{type(e).__name__}: {str(e).splitlines()[0][:300]}")
+                    chains.finished(task)
+                pending.update({remote.remote(t, queue, self.threads): t for t in chains.take()})
         finally:
             queue.shutdown()
 
@@ -283,7 +313,8 @@ def _execute_quietly(task: Task) -> RunResult:
 
 
 class SubmititExecutor:
-    """Slurm through ``submitit``: each run is a job with its own resources; a failed or preempted
+    """Slurm through ``submitit``: each run is a job with its own resources (the branches of a WSD trunk one
+    after another); a failed or preempted
     job is resubmitted (it resumes from its checkpoint, in a directory every node can reach); the
     driver polls the jobs and alone writes the store. Progress is not streamed from the nodes.
 
@@ -318,18 +349,23 @@ class SubmititExecutor:
         if self.partition:
             params["slurm_partition"] = self.partition
         ex.update_parameters(**params)
-        jobs = {ex.submit(_execute_quietly, t): (t, 0) for t in tasks}
+        chains = _Chains(tasks)
+        jobs = {ex.submit(_execute_quietly, t): (t, 0) for t in chains.take()}
         while jobs:
             time.sleep(self.poll_s)
             for job in [j for j in jobs if j.done()]:
                 task, tries = jobs.pop(job)
                 try:
-                    on_result(task, job.result(), None)
+                    result = job.result()
                 except Exception as e:  # noqa: BLE001 - resubmit, then record the failure
                     if tries < self.max_retries:
                         jobs[ex.submit(_execute_quietly, task)] = (task, tries + 1)
-                    else:
-                        on_result(task, None, f"{type(e).__name__}: {str(e).splitlines()[0][:300]}")
+                        continue
+                    on_result(task, None, f"{type(e).__name__}: {str(e).splitlines()[0][:300]}")
+                else:
+                    on_result(task, result, None)
+                chains.finished(task)
+            jobs.update({ex.submit(_execute_quietly, t): (t, 0) for t in chains.take()})
 
 
 def make_executor(name: str, *, workers: int = 1, threads: int | None = None, address: str | None = None,
