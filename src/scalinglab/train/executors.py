@@ -117,7 +117,7 @@ class LocalExecutor:
     threads too (``workers * threads`` over the groups left), so no core waits.
 
     Args:
-        workers: runs at a time. Small CPU models use one thread poorly and two worse (on 2 cores two
+        workers: runs at a time. Small CPU models use a second thread poorly (on 2 cores two
             single-thread workers train 1.5x the tokens/s of one two-thread worker); ``scalinglab ladder``
             on a CPU runs one single-thread worker per core by default.
         threads: torch threads per worker (default: torch's choice).
