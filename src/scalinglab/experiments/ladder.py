@@ -552,9 +552,9 @@ def combine_forecasts(members: dict, groups: dict | None = None, duplicate_tol: 
     mu = np.array([math.log(usable[k]["predicted_loss"]) for k in names])
     sd = np.array([math.log(usable[k]["interval"][1] / usable[k]["interval"][0]) / (2 * Z95) for k in names])
     label = [groups.get(k, k) for k in names]
-    w, summary = np.zeros(len(names)), {}
+    w, summary, index = np.zeros(len(names)), {}, {}
     for g in dict.fromkeys(label):
-        idx = np.array([i for i, lab in enumerate(label) if lab == g])
+        idx = index[g] = np.array([i for i, lab in enumerate(label) if lab == g])
         v = sd[idx] ** -2 / np.sum(sd[idx] ** -2)
         m_g = float(v @ mu[idx])
         s_g = math.sqrt(float(v @ (sd[idx] ** 2 + (mu[idx] - m_g) ** 2)))
@@ -563,7 +563,7 @@ def combine_forecasts(members: dict, groups: dict | None = None, duplicate_tol: 
     big = np.array([summary[g]["sd_log"] ** -2 for g in summary])
     for g, W in zip(summary, big / big.sum()):
         summary[g]["weight"] = float(W)
-        w[[names.index(k) for k in summary[g]["members"]]] *= W
+        w[index[g]] *= W
 
     def quantile(q):
         f = lambda x: float(w @ special.ndtr((x - mu) / sd)) - q

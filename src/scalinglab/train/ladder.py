@@ -122,7 +122,7 @@ PRESETS = {
     # a tiny ladder to check an install (and for CI): well under a minute on 2 cores
     "smoke": LadderSpec(budgets=(1.5e10, 4.5e10), sizes_per_budget=3, eval_tokens=8192, n_evals=4, n_bootstrap=200,
                         batch_size=8, seq_len=64, verify_multiplier=4.0),
-    # the default: 4 budgets, WSD branches trained with three seeds, LR rule from a short sweep, verified at 10x
+    # the default: 4 budgets, WSD branches trained with two seeds, LR rule from a short sweep, verified at 10x
     "quick": LadderSpec(budgets=(1.5e11, 3e11, 6e11, 1.2e12), tokens_per_param_guess=60.0, schedule="wsd",
                         lr_sweep=True, n_bootstrap=400, grid_seeds=2),
     "standard": LadderSpec(budgets=(1e11, 3e11, 1e12, 3e12, 1e13), sizes_per_budget=6, schedule="wsd", lr_sweep=True,
