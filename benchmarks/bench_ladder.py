@@ -3,8 +3,9 @@
 * achieved FLOP/s = the compute actually trained (C = 6 N_active D per step trained; a WSD trunk's shared
   prefix once) over the ladder's wall time, as a fraction of the fp32 matmul peak measured in the same
   process just before;
-* the share of wall time outside training steps (design, evaluation, checkpoints, fits, figures);
-  target < 10%;
+* the share of the machine's thread-time (threads x wall time) outside training steps (design, evaluation,
+  checkpoints, fits, figures, idle workers): each run's step time counted once per thread it trained with,
+  so runs trained side by side by several workers count right; target < 10%;
 * the time spent designing shapes (target well under 1 s).
 
     python benchmarks/bench_ladder.py [--preset quick|smoke] [--seed 0] [--json]
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 
 from scalinglab.cost import matmul_peak
-from scalinglab.experiments.ladder import run_ladder
+from scalinglab.experiments.ladder import ladder_efficiency, run_ladder
 from scalinglab.store import RunStore
 from scalinglab.train.executors import InlineExecutor
 from scalinglab.train.ladder import PRESETS
@@ -63,32 +64,25 @@ def main() -> None:
                                     out=Path(tmp) / "out", show_progress=False, figures=False, log=lambda m: None)
                 wall = time.perf_counter() - t0
                 runs = [r for r in st.runs(source="ladder") if r.status == "finished"]
-    trained = sum(6.0 * r.n_active * r.config["batch_size"] * r.config["model"]["seq_len"] * (r.extra.get("steps_trained") or 0)
-                  for r in runs)
-    step_s = sum(r.extra.get("step_seconds", 0.0) for r in runs)
-    eval_s = sum(r.extra.get("eval_seconds", 0.0) for r in runs)
+    threads = report.get("machine", {}).get("thread_budget")
+    eff = ladder_efficiency(runs, wall, peak, threads)
     ver = report["families"]["dense"].get("verification", {})
-    # with several workers the runs' step times overlap and their sum can pass the wall time: the share is then
-    # not measured this way (None), rather than stated wrongly
-    outside = 1.0 - step_s / wall if step_s <= wall else None
-    out = {"preset": args.preset, "seed": args.seed, "wall_s": wall, "fp32_matmul_peak_flops": peak,
-           "trained_flops": trained, "achieved_flops_per_s": trained / wall, "fraction_of_peak": trained / wall / peak,
-           "step_seconds": step_s, "eval_seconds": eval_s, "outside_steps_share": outside,
-           "timings": report["timings"], "compute": report["compute"],
+    out = {"preset": args.preset, "seed": args.seed, **eff, "timings": report["timings"], "compute": report["compute"],
            "verification": {k: ver.get(k) for k in ("compute_flops", "predicted_loss", "interval", "actual_loss",
                                                     "relative_error", "inside_interval", "law")}}
     if args.json:
         print(json.dumps(out, indent=2, default=float))
         return
-    print(f"{args.preset} ladder, seed {args.seed}: {wall:.0f} s wall; trained {trained:.3g} FLOPs "
-          f"({report['compute']['saved_fraction']:.0%} of the grid shared by WSD trunks)")
-    print(f"achieved {trained / wall / 1e9:.1f} GFLOP/s = {trained / wall / peak:.1%} of the fp32 matmul peak "
+    print(f"{args.preset} ladder, seed {args.seed}: {wall:.0f} s wall; trained {eff['trained_flops']:.3g} FLOPs in "
+          f"{eff['runs']} runs ({report['compute']['saved_fraction']:.0%} of the grid shared by WSD trunks)")
+    print(f"achieved {eff['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s = {eff['fraction_of_peak']:.1%} of the fp32 matmul peak "
           f"({peak / 1e9:.0f} GFLOP/s, same process)")
-    if outside is None:
-        print(f"wall time outside training steps: not measured (runs trained side by side: their step times sum to "
-              f"{step_s:.0f} s over {wall:.0f} s of wall time; `--workers 1` measures it)")
+    if eff["outside_steps_share"] is None:
+        print(f"time outside training steps: not measured (the runs recorded no thread counts and trained side by "
+              f"side: their step times sum to {eff['step_seconds']:.0f} s over {wall:.0f} s of wall time)")
     else:
-        print(f"wall time outside training steps: {outside:.1%} (evaluation {eval_s / wall:.1%}; target < 10%)")
+        print(f"time outside training steps: {eff['outside_steps_share']:.1%} of {threads} thread(s) x wall time "
+              f"(evaluation {eff['eval_seconds'] / wall:.1%} of wall time; target < 10%)")
     print("stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in report["timings"].items()))
     if "actual_loss" in ver:
         print(f"verification at {ver['compute_flops']:.3g} FLOPs (by the {ver.get('forecast_by', ver['law'])}): forecast {ver['predicted_loss']:.4f} "

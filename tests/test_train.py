@@ -418,6 +418,38 @@ def test_cli_smoke_ladder_end_to_end(tmp_path):
     assert (tmp_path / "out" / "dense" / "isoflops.png").exists()
     assert rep["training"]["trained"] == 6
     assert v["epochs"] == pytest.approx(v["D"] / rep["data"]["train_tokens"]) and v["epochs"] < 1 and "warnings" not in v
+    # efficiency: the compute trained is the grid's (trunk prefixes once, from the design) plus the verification run's
+    eff = rep["efficiency"]
+    assert eff["runs"] == 7 and eff["thread_budget"] == rep["machine"]["thread_budget"] >= 1
+    assert eff["trained_flops"] == pytest.approx(rep["compute"]["trained_flops"] + 6 * v["N"] * v["D"], rel=1e-9)
+    assert eff["fraction_of_peak"] == pytest.approx(eff["trained_flops"] / rep["seconds"] / rep["machine"]["fp32_matmul_peak_flops"])
+    assert 0.0 < eff["outside_steps_share"] < 1.0 and eff["core_step_seconds"] >= eff["step_seconds"] > 0
+
+
+def test_ladder_efficiency_counts_each_run_once_per_thread_it_trained_with():
+    from scalinglab.experiments.ladder import ladder_efficiency
+    from scalinglab.store import Run
+    from scalinglab.train.executors import InlineExecutor, LocalExecutor, RayExecutor, thread_budget
+
+    def run(steps, step_s, threads):
+        return Run(run_id=f"r{steps}{threads}", name="r", source="ladder", n_active=1000.0, status="finished",
+                   config={"batch_size": 4, "model": {"seq_len": 8}},
+                   extra={"steps_trained": steps, "step_seconds": step_s, "eval_seconds": 1.0, "threads": threads})
+
+    # two single-thread workers side by side for 100 s each, then a two-thread run for 10 s, in 130 s of wall time:
+    # thread-time inside steps 100 + 100 + 2 * 10 = 220 of 2 * 130 = 260
+    runs = [run(10, 100.0, 1), run(20, 100.0, 1), run(5, 10.0, 2)]
+    e = ladder_efficiency(runs, 130.0, 1e9, 2)
+    assert e["outside_steps_share"] == pytest.approx(40 / 260) and e["core_step_seconds"] == 220.0
+    assert e["trained_flops"] == 6 * 1000 * 32 * 35 and e["fraction_of_peak"] == pytest.approx(6 * 1000 * 32 * 35 / 130 / 1e9)
+    assert e["step_seconds"] == 210.0 and e["eval_seconds"] == 3.0
+    # runs without threads recorded (older stores): the share of wall time if they ran one at a time, else unknown
+    old = [dataclasses.replace(r, extra={k: v for k, v in r.extra.items() if k != "threads"}) for r in runs]
+    assert ladder_efficiency(old[:1], 130.0, 1e9, None)["outside_steps_share"] == pytest.approx(30 / 130)
+    assert ladder_efficiency(old, 130.0, 1e9, 2)["outside_steps_share"] is None
+    assert ladder_efficiency(runs, 130.0, 1e9, None)["outside_steps_share"] is None     # trained elsewhere
+    assert thread_budget(InlineExecutor(threads=3)) == 3 and thread_budget(LocalExecutor(workers=2, threads=1)) == 2
+    assert thread_budget(LocalExecutor(workers=1)) == torch.get_num_threads() and thread_budget(RayExecutor()) is None
 
 
 @pytest.mark.slow

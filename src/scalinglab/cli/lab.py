@@ -231,6 +231,13 @@ def _print_ladder(report: dict) -> None:
                     for g, gr in groups.items()), markup=False)
         elif v:
             console.print(f"[yellow]{family} verification[/]: {v.get('error') or v.get('status')}")
+    eff = report.get("efficiency")
+    if eff and eff["runs"]:
+        share = eff["outside_steps_share"]
+        console.print(f"efficiency: {eff['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s trained over the wall time = "
+                      f"{eff['fraction_of_peak']:.1%} of the fp32 matmul peak ({eff['fp32_matmul_peak_flops'] / 1e9:.0f} GFLOP/s); "
+                      + ("time outside training steps not measured" if share is None else
+                         f"{share:.1%} of {eff['thread_budget']} thread(s) x wall time outside training steps"), markup=False)
     if "moe_vs_dense" in report:
         table = Table(title="MoE compute multiplier (dense compute reaching the MoE loss / MoE compute)")
         for col in ("budget", "MoE loss", "multiplier"):

@@ -34,7 +34,7 @@ from ..laws import FitError
 from ..laws.curve import AnnealingCurveLaw, annealing_terms, forward_area
 from ..store import RunStore
 from ..train.config import ModelConfig, RunConfig, param_counts, resolve_horizon
-from ..train.executors import Executor, InlineExecutor
+from ..train.executors import Executor, InlineExecutor, thread_budget
 from ..train.ladder import (LadderEntry, LadderSpec, budget_targets, candidate_shapes, design_ladder, ladder_compute,
                             nearest_shape, run_config, train_entries)
 from ..train.run import lr_schedule
@@ -270,11 +270,13 @@ def run_ladder(spec: LadderSpec, store: RunStore, *, executor: Executor | None =
                log: Callable[[str], None] = print) -> dict:
     """Tune, design, train, fit and verify a ladder; returns a JSON-ready report (see the README for keys)."""
     from ..train.data import load_tokens
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.time()
     timings: dict = {}
     data = load_tokens(spec.corpus, spec.tokenizer)
     executor = executor or InlineExecutor()
-    report: dict = {"data": data.describe(), "machine": {"fp32_matmul_peak_flops": matmul_peak(device=spec.device)}}
+    peak = matmul_peak(device=spec.device)
+    report: dict = {"data": data.describe(), "machine": {"fp32_matmul_peak_flops": peak,
+                                                         "thread_budget": thread_budget(executor)}}
     if spec.lr_sweep:
         t = time.perf_counter()
         spec, report["lr_sweep"] = tune_lr(spec, store, executor, checkpoint_dir, data.vocab_size,
@@ -304,7 +306,43 @@ def run_ladder(spec: LadderSpec, store: RunStore, *, executor: Executor | None =
         report["moe_vs_dense"] = _moe_multiplier(store, spec, report)
     report["seconds"] = time.perf_counter() - t0
     report["timings"] = timings
+    trained_here = [r for r in store.runs(source="ladder") if r.status == "finished" and r.updated_at >= started
+                    and "step_seconds" in (r.extra or {})]
+    report["efficiency"] = ladder_efficiency(trained_here, report["seconds"], peak, report["machine"]["thread_budget"])
     return report
+
+
+def ladder_efficiency(runs, wall_s: float, peak_flops: float, threads_total: int | None) -> dict:
+    """How well a ladder used the machine, from the runs it trained (``extra`` as :func:`to_store_record`
+    writes it):
+
+    * ``achieved_flops_per_s``: the compute trained (``6 N_active D`` over the steps each run trained; a WSD
+      trunk's shared prefix once) over the ladder's wall time, and ``fraction_of_peak`` against the fp32
+      matmul peak measured when it started;
+    * ``outside_steps_share``: the share of the machine's thread-time (``threads_total`` threads x wall
+      time) spent outside training steps (design, evaluation, checkpoints, fits, figures, idle workers).
+      Each run's step time counts once per thread it trained with, so runs trained side by side by
+      several workers are neither counted twice nor missed; with one worker it is the share of wall time
+      outside steps. None when the runs did not record their threads (older stores) and their step times
+      overlap, or when the runs trained elsewhere (no thread budget here).
+    """
+    trained = sum(6.0 * r.n_active * r.config["batch_size"] * r.config["model"]["seq_len"]
+                  * (r.extra.get("steps_trained") or 0) for r in runs)
+    step_s = sum(r.extra.get("step_seconds", 0.0) for r in runs)
+    eval_s = sum(r.extra.get("eval_seconds", 0.0) for r in runs)
+    threads = [r.extra.get("threads") or 0 for r in runs]
+    core_step_s = None
+    if threads_total and runs and all(threads):
+        core_step_s = sum(r.extra.get("step_seconds", 0.0) * k for r, k in zip(runs, threads))
+        outside = 1.0 - core_step_s / (threads_total * wall_s)
+    elif not all(threads) and step_s <= wall_s:    # runs without threads recorded, one at a time: wall time
+        outside = 1.0 - step_s / wall_s
+    else:
+        outside = None
+    return {"wall_s": wall_s, "runs": len(runs), "trained_flops": trained, "achieved_flops_per_s": trained / wall_s,
+            "fp32_matmul_peak_flops": peak_flops, "fraction_of_peak": trained / wall_s / peak_flops,
+            "step_seconds": step_s, "eval_seconds": eval_s, "thread_budget": threads_total,
+            "core_step_seconds": core_step_s, "outside_steps_share": outside, "target_outside_steps_share": 0.10}
 
 
 def _fit_and_verify(spec, family, entries, store, executor, checkpoint_dir, out, verify, show_progress, figures, log,

@@ -254,6 +254,18 @@ def _execute_on_ray(task: Task, queue, threads: int | None) -> RunResult:
     return train_run(cfg, checkpoint_dir=task.checkpoint_dir, progress=report)
 
 
+def thread_budget(executor) -> int | None:
+    """The CPU threads an executor trains with on this machine, all workers together: the denominator of a
+    ladder's core-time accounting (:func:`scalinglab.experiments.ladder.ladder_efficiency`). None for
+    executors whose runs train elsewhere (Ray, Slurm)."""
+    import torch
+    if isinstance(executor, InlineExecutor):
+        return executor.threads or torch.get_num_threads()
+    if isinstance(executor, LocalExecutor):
+        return executor.workers * (executor.threads or torch.get_num_threads())
+    return None
+
+
 class RayExecutor:
     """Each run is a Ray task with its own CPU/GPU resources (the branches of a WSD trunk one after
     another, each resuming from the trunk's checkpoint); crashed workers are retried (the run

@@ -38,6 +38,7 @@ class RunResult:
     reason: str | None = None
     checkpoint_problems: list = dataclasses.field(default_factory=list)
     step_seconds: float = 0.0         # wall time inside training steps (batch, forward, backward, update)
+    threads: int = 0                  # torch threads the steps ran with (core-seconds = step_seconds * threads)
     eval_seconds: float = 0.0
     shared_prefix_steps: int = 0      # steps taken from a WSD trunk checkpoint (trained by an earlier branch)
     trunk_id: str | None = None
@@ -399,7 +400,7 @@ def train_run(cfg: RunConfig, *, checkpoint_dir: str | Path | None = None, data:
                      tokens_per_s=tps, achieved_flops_per_s=tps * fpt["training"], data=data.describe(),
                      resumed_from_step=resumed_from, expert_load=load, reason=reason, checkpoint_problems=problems,
                      step_seconds=step_s, eval_seconds=eval_s, shared_prefix_steps=shared_from,
-                     trunk_id=trunk_id,
+                     threads=torch.get_num_threads(), trunk_id=trunk_id,
                      branch_step=branch)
 
 
@@ -418,6 +419,7 @@ def to_store_record(cfg: RunConfig, result: RunResult, *, name: str, family: str
                      "achieved_flops_per_s": result.achieved_flops_per_s, "expert_load": result.expert_load,
                      "reason": result.reason, "resumed_from_step": result.resumed_from_step,
                      "step_seconds": result.step_seconds, "eval_seconds": result.eval_seconds,
+                     "threads": result.threads,
                      "steps_trained": result.horizon["steps"] - result.resumed_from_step if result.status == "finished" else None,
                      "shared_prefix_steps": result.shared_prefix_steps, "trunk_id": result.trunk_id,
                      "branch_step": result.branch_step,
