@@ -442,10 +442,11 @@ def test_ladder_efficiency_counts_each_run_once_per_thread_it_trained_with():
     e = ladder_efficiency(runs, 130.0, 1e9, 2)
     assert e["outside_steps_share"] == pytest.approx(40 / 260) and e["core_step_seconds"] == 220.0
     assert e["trained_flops"] == 6 * 1000 * 32 * 35 and e["fraction_of_peak"] == pytest.approx(6 * 1000 * 32 * 35 / 130 / 1e9)
-    assert e["step_seconds"] == 210.0 and e["eval_seconds"] == 3.0
+    assert e["step_seconds"] == 210.0 and e["eval_seconds"] == 3.0 and e["eval_share"] == pytest.approx(4 / 260)
     # runs without threads recorded (older stores): the share of wall time if they ran one at a time, else unknown
     old = [dataclasses.replace(r, extra={k: v for k, v in r.extra.items() if k != "threads"}) for r in runs]
-    assert ladder_efficiency(old[:1], 130.0, 1e9, None)["outside_steps_share"] == pytest.approx(30 / 130)
+    one = ladder_efficiency(old[:1], 130.0, 1e9, None)
+    assert one["outside_steps_share"] == pytest.approx(30 / 130) and one["eval_share"] == pytest.approx(1 / 130)
     assert ladder_efficiency(old, 130.0, 1e9, 2)["outside_steps_share"] is None
     assert ladder_efficiency(runs, 130.0, 1e9, None)["outside_steps_share"] is None     # trained elsewhere
     assert thread_budget(InlineExecutor(threads=3)) == 3 and thread_budget(LocalExecutor(workers=2, threads=1)) == 2

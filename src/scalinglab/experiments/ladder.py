@@ -324,25 +324,26 @@ def ladder_efficiency(runs, wall_s: float, peak_flops: float, threads_total: int
       Each run's step time counts once per thread it trained with, so runs trained side by side by
       several workers are neither counted twice nor missed; with one worker it is the share of wall time
       outside steps. None when the runs did not record their threads (older stores) and their step times
-      overlap, or when the runs trained elsewhere (no thread budget here).
+      overlap, or when the runs trained elsewhere (no thread budget here). ``eval_share`` is the part of
+      it spent evaluating, counted the same way.
     """
     trained = sum(6.0 * r.n_active * r.config["batch_size"] * r.config["model"]["seq_len"]
                   * (r.extra.get("steps_trained") or 0) for r in runs)
     step_s = sum(r.extra.get("step_seconds", 0.0) for r in runs)
     eval_s = sum(r.extra.get("eval_seconds", 0.0) for r in runs)
     threads = [r.extra.get("threads") or 0 for r in runs]
-    core_step_s = None
+    core_step_s = eval_share = outside = None
     if threads_total and runs and all(threads):
         core_step_s = sum(r.extra.get("step_seconds", 0.0) * k for r, k in zip(runs, threads))
         outside = 1.0 - core_step_s / (threads_total * wall_s)
+        eval_share = sum(r.extra.get("eval_seconds", 0.0) * k for r, k in zip(runs, threads)) / (threads_total * wall_s)
     elif not all(threads) and step_s <= wall_s:    # runs without threads recorded, one at a time: wall time
-        outside = 1.0 - step_s / wall_s
-    else:
-        outside = None
+        outside, eval_share = 1.0 - step_s / wall_s, eval_s / wall_s
     return {"wall_s": wall_s, "runs": len(runs), "trained_flops": trained, "achieved_flops_per_s": trained / wall_s,
             "fp32_matmul_peak_flops": peak_flops, "fraction_of_peak": trained / wall_s / peak_flops,
             "step_seconds": step_s, "eval_seconds": eval_s, "thread_budget": threads_total,
-            "core_step_seconds": core_step_s, "outside_steps_share": outside, "target_outside_steps_share": 0.10}
+            "core_step_seconds": core_step_s, "outside_steps_share": outside, "eval_share": eval_share,
+            "target_outside_steps_share": 0.10}
 
 
 def _fit_and_verify(spec, family, entries, store, executor, checkpoint_dir, out, verify, show_progress, figures, log,
