@@ -59,9 +59,10 @@ def matmul_peak(dtype=None, device: str = "cpu", n: int = 1024, reps: int = 20, 
     for _ in range(3):
         a @ b
     sync()
-    per = max(1, reps // max(1, bursts))
+    bursts = max(1, bursts)
+    per = max(1, reps // bursts)
     best = math.inf
-    for _ in range(max(1, bursts)):
+    for _ in range(bursts):
         t0 = time.perf_counter()
         for _ in range(per):
             a @ b

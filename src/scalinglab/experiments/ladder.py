@@ -329,14 +329,17 @@ def ladder_efficiency(runs, wall_s: float, peak_flops: float, threads_total: int
     """
     trained = sum(6.0 * r.n_active * r.config["batch_size"] * r.config["model"]["seq_len"]
                   * (r.extra.get("steps_trained") or 0) for r in runs)
-    step_s = sum(r.extra.get("step_seconds", 0.0) for r in runs)
-    eval_s = sum(r.extra.get("eval_seconds", 0.0) for r in runs)
     threads = [r.extra.get("threads") or 0 for r in runs]
+
+    def total(key: str, per_thread: bool = False) -> float:
+        return sum(r.extra.get(key, 0.0) * (k if per_thread else 1) for r, k in zip(runs, threads))
+
+    step_s, eval_s = total("step_seconds"), total("eval_seconds")
     core_step_s = eval_share = outside = None
     if threads_total and runs and all(threads):
-        core_step_s = sum(r.extra.get("step_seconds", 0.0) * k for r, k in zip(runs, threads))
+        core_step_s = total("step_seconds", per_thread=True)
         outside = 1.0 - core_step_s / (threads_total * wall_s)
-        eval_share = sum(r.extra.get("eval_seconds", 0.0) * k for r, k in zip(runs, threads)) / (threads_total * wall_s)
+        eval_share = total("eval_seconds", per_thread=True) / (threads_total * wall_s)
     elif not all(threads) and step_s <= wall_s:    # runs without threads recorded, one at a time: wall time
         outside, eval_share = 1.0 - step_s / wall_s, eval_s / wall_s
     return {"wall_s": wall_s, "runs": len(runs), "trained_flops": trained, "achieved_flops_per_s": trained / wall_s,
