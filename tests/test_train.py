@@ -292,6 +292,20 @@ def test_lr_knots_interpolate_in_log_space_and_hold_beyond_the_outermost():
         LadderSpec(lr_knots=((1e4, -1.0),))
 
 
+def test_the_quick_sweep_starts_from_its_prior_at_the_sizes_it_sweeps():
+    from scalinglab.experiments.ladder import CHECK_FACTORS, sweep_entries, sweep_points
+    from scalinglab.train.ladder import QUICK_LR_PRIOR, candidate_shapes
+    spec = PRESETS["quick"]
+    _, counts = candidate_shapes(spec, 256, "dense")
+    points = sweep_points(spec, 256)
+    # the prior's knots are the very sizes the quick sweep trains (byte vocabulary), each at its budget
+    assert [(float(counts[i]), b) for i, b in points] == [(n, b) for (n, _), b in zip(QUICK_LR_PRIOR, (1.5e11, 1.5e11, 3e11))]
+    lrs = sorted(e.config.lr for e in sweep_entries(spec, 256, "dense", points[:1]))
+    assert lrs == pytest.approx([0.011, 0.022, 0.044], rel=1e-12)
+    assert spec.lr_for(1e6) == pytest.approx(0.006)         # constant beyond the outermost knot
+    assert len(CHECK_FACTORS) == 5 and PRESETS["standard"].lr_knots == ()
+
+
 def test_an_lr_sweep_whose_best_is_at_an_edge_goes_two_factors_further_that_way():
     from scalinglab.experiments.ladder import _edge_entries
     from scalinglab.train.ladder import candidate_shapes, run_config

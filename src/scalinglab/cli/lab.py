@@ -117,6 +117,8 @@ def ladder_cmd(
                            ("lr", lr), ("lr_exponent", lr_exponent)):
             if value is not None:
                 changes[key] = value
+        if lr is not None or lr_exponent is not None:
+            changes["lr_knots"] = ()      # the rule given replaces the preset's starting knots
         _check_device(device)
         spec = dc.replace(PRESETS[preset], **changes)
         largest = max(spec.budgets) * (spec.verify_multiplier if verify else 1)

@@ -40,6 +40,7 @@ from ..train.ladder import (LadderEntry, LadderSpec, budget_targets, candidate_s
 from ..train.run import lr_schedule
 
 FLAT_TOLERANCE = 0.01   # an LR is in the flat region when its fitted loss is within 1% of the optimum
+CHECK_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)   # lr_check's LRs around the rule, whatever the ladder's own sweep tries
 
 
 # ------------------------------------------------------------------------------------ learning rate
@@ -133,6 +134,21 @@ def _finished(store: RunStore, entries: list[LadderEntry]):
     return out
 
 
+def sweep_points(spec: LadderSpec, vocab_size: int) -> list[tuple[int, float]]:
+    """The LR sweep's (shape index into :func:`candidate_shapes`, budget) pairs: the grid's smallest size at the
+    smallest budget, then the compute-optimal guesses of the two smallest budgets."""
+    shapes, counts = candidate_shapes(spec, vocab_size, spec.families[0])
+    budgets = sorted(spec.budgets)[:2]
+    points: list[tuple[int, float]] = []
+    smallest = nearest_shape(counts, float(budget_targets(spec, budgets[0])[0]), shapes=shapes)
+    for b in budgets:
+        target = float(budget_targets(spec, b)[spec.sizes_per_budget // 2])
+        if len(budgets) == 1 or (points and counts[points[0][0]] >= target):
+            target *= math.sqrt(spec.size_span)     # one budget, or both centres on one shape: a larger one
+        points.append((nearest_shape(counts, target, exclude=[i for i, _ in points] + [smallest], shapes=shapes), b))
+    return [(smallest, budgets[0])] + points
+
+
 def tune_lr(spec: LadderSpec, store: RunStore, executor: Executor, checkpoint_dir, vocab_size: int, *,
             show_progress: bool, log: Callable[[str], None], label: str | None = None) -> tuple[LadderSpec, dict]:
     """Measure the optimum LR at three sizes and return the spec with those optima as its LR rule.
@@ -149,15 +165,7 @@ def tune_lr(spec: LadderSpec, store: RunStore, executor: Executor, checkpoint_di
     """
     family = spec.families[0]
     shapes, counts = candidate_shapes(spec, vocab_size, family)
-    budgets = sorted(spec.budgets)[:2]
-    points: list[tuple[int, float]] = []
-    smallest = nearest_shape(counts, float(budget_targets(spec, budgets[0])[0]), shapes=shapes)
-    for b in budgets:
-        target = float(budget_targets(spec, b)[spec.sizes_per_budget // 2])
-        if len(budgets) == 1 or (points and counts[points[0][0]] >= target):
-            target *= math.sqrt(spec.size_span)     # one budget, or both centres on one shape: a larger one
-        points.append((nearest_shape(counts, target, exclude=[i for i, _ in points] + [smallest], shapes=shapes), b))
-    points.insert(0, (smallest, budgets[0]))
+    points = sweep_points(spec, vocab_size)
     entries = sweep_entries(spec, vocab_size, family, points, label)
     log(f"learning-rate sweep: {len(entries)} runs at N = "
         f"{', '.join(f'{counts[i]:,}' for i, _ in points)} (x {', '.join(f'{f:g}' for f in spec.lr_sweep_factors)} "
@@ -242,7 +250,8 @@ def lr_check(spec: LadderSpec, store: RunStore, executor: Executor | None = None
     out = {"rule": spec.hp_rule(), "sizes": {}}
     for label, e in picks.items():
         i = next(j for j, s in enumerate(shapes) if s == e.config.model)
-        entries = sweep_entries(spec, data.vocab_size, spec.families[0], [(i, e.budget)])
+        entries = sweep_entries(dataclasses.replace(spec, lr_sweep_factors=CHECK_FACTORS), data.vocab_size,
+                                spec.families[0], [(i, e.budget)])
         train_entries(entries, store, executor, checkpoint_dir, show_progress=show_progress, log=log)
         done = _finished(store, entries)
         if len(done) < 3:

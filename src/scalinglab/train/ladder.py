@@ -118,13 +118,21 @@ class LadderSpec:
                 "schedule": self.schedule, "cooldown_frac": self.cooldown_frac if self.schedule == "wsd" else None}
 
 
+# The quick preset's starting LR rule: at each of its three sweep sizes (7,472, 20,832 and 40,080 parameters
+# on stdlib bytes), the median of the optima nine earlier quick ladders measured (seeds 38-46, their LR
+# sweeps only; docs/experiments.md). Centred on it, three LRs a factor of 2 apart bracket the optimum
+# where the earlier sweep's five, centred on 3e-3, needed a second round past the edge at the two smallest.
+QUICK_LR_PRIOR = ((7472.0, 0.022), (20832.0, 0.010), (40080.0, 0.006))
+
 PRESETS = {
     # a tiny ladder to check an install (and for CI): well under a minute on 2 cores
     "smoke": LadderSpec(budgets=(1.5e10, 4.5e10), sizes_per_budget=3, eval_tokens=8192, n_evals=4, n_bootstrap=200,
                         batch_size=8, seq_len=64, verify_multiplier=4.0),
-    # the default: 4 budgets, WSD branches trained with two seeds, LR rule from a short sweep, verified at 10x
+    # the default: 4 budgets, WSD branches trained with two seeds, LR rule from a short sweep, verified at 10x.
+    # The sweep starts from QUICK_LR_PRIOR and tries x0.5, x1, x2 of it at each size (two more past an edge).
     "quick": LadderSpec(budgets=(1.5e11, 3e11, 6e11, 1.2e12), tokens_per_param_guess=60.0, schedule="wsd",
-                        lr_sweep=True, n_bootstrap=400, grid_seeds=2),
+                        lr_sweep=True, n_bootstrap=400, grid_seeds=2, lr_knots=QUICK_LR_PRIOR,
+                        lr_sweep_factors=(0.5, 1.0, 2.0)),
     "standard": LadderSpec(budgets=(1e11, 3e11, 1e12, 3e12, 1e13), sizes_per_budget=6, schedule="wsd", lr_sweep=True,
                            verify_multiplier=30.0),
     "large": LadderSpec(budgets=(1e13, 3e13, 1e14, 3e14, 1e15), sizes_per_budget=7, batch_size=64, seq_len=256,
