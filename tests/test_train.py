@@ -467,6 +467,23 @@ def test_ladder_efficiency_counts_each_run_once_per_thread_it_trained_with():
     assert thread_budget(LocalExecutor(workers=1)) == torch.get_num_threads() and thread_budget(RayExecutor()) is None
 
 
+def test_a_ladders_efficiency_counts_only_the_runs_its_own_driver_finished(tmp_path):
+    import time as time_mod
+
+    from scalinglab.experiments.ladder import trained_here
+    from scalinglab.store import Run, RunStore
+    from scalinglab.train.ladder import driver_id
+    extra = {"step_seconds": 1.0, "steps_trained": 1}
+    with RunStore(tmp_path / "s.db") as st:
+        st.upsert_run(Run(run_id="before", name="a", source="ladder", status="finished", extra=dict(extra, driver=driver_id())))
+        since = time_mod.time()
+        time_mod.sleep(0.01)
+        st.upsert_run(Run(run_id="mine", name="b", source="ladder", status="finished", extra=dict(extra, driver=driver_id())))
+        st.upsert_run(Run(run_id="other", name="c", source="ladder", status="finished", extra=dict(extra, driver="elsewhere:1")))
+        st.upsert_run(Run(run_id="failed", name="d", source="ladder", status="failed", extra=dict(extra, driver=driver_id())))
+        assert [r.run_id for r in trained_here(st, since)] == ["mine"]
+
+
 @pytest.mark.slow
 def test_a_verification_run_that_repeats_the_corpus_says_so(tmp_path, tiny_corpus):
     from typer.testing import CliRunner

@@ -19,7 +19,7 @@ from .fit import _print_fit_report
 EXECUTOR_MODULES = {"ray": "ray", "slurm": "submitit"}
 # wall times of the presets as measured and logged in docs/experiments.md (2 CPU cores); the README quotes
 # these same words, and tests/test_docs.py holds the three together
-PRESET_WALL_TIMES = {"smoke": "about a minute", "quick": "~16 minutes on 2 CPU cores"}
+PRESET_WALL_TIMES = {"smoke": "about a minute", "quick": "~12 minutes on 2 CPU cores"}
 
 
 @app.command("ladder")

@@ -35,8 +35,8 @@ from ..laws.curve import AnnealingCurveLaw, annealing_terms, forward_area
 from ..store import RunStore
 from ..train.config import ModelConfig, RunConfig, param_counts, resolve_horizon
 from ..train.executors import Executor, InlineExecutor, thread_budget
-from ..train.ladder import (LadderEntry, LadderSpec, budget_targets, candidate_shapes, design_ladder, ladder_compute,
-                            nearest_shape, run_config, train_entries)
+from ..train.ladder import (LadderEntry, LadderSpec, budget_targets, candidate_shapes, design_ladder, driver_id,
+                            ladder_compute, nearest_shape, run_config, train_entries)
 from ..train.run import lr_schedule
 
 FLAT_TOLERANCE = 0.01   # an LR is in the flat region when its fitted loss is within 1% of the optimum
@@ -315,10 +315,17 @@ def run_ladder(spec: LadderSpec, store: RunStore, *, executor: Executor | None =
         report["moe_vs_dense"] = _moe_multiplier(store, spec, report)
     report["seconds"] = time.perf_counter() - t0
     report["timings"] = timings
-    trained_here = [r for r in store.runs(source="ladder") if r.status == "finished" and r.updated_at >= started
-                    and "step_seconds" in (r.extra or {})]
-    report["efficiency"] = ladder_efficiency(trained_here, report["seconds"], peak, report["machine"]["thread_budget"])
+    report["efficiency"] = ladder_efficiency(trained_here(store, started), report["seconds"], peak,
+                                             report["machine"]["thread_budget"])
     return report
+
+
+def trained_here(store: RunStore, since: float) -> list:
+    """The ladder runs this driver process finished since ``since`` (a Unix time): its own results only
+    (``extra.driver``), so that another driver training the same store at the same time is not counted."""
+    me = driver_id()
+    return [r for r in store.runs(source="ladder") if r.status == "finished" and r.updated_at >= since
+            and (r.extra or {}).get("driver") == me and "step_seconds" in r.extra]
 
 
 def ladder_efficiency(runs, wall_s: float, peak_flops: float, threads_total: int | None) -> dict:

@@ -338,6 +338,14 @@ def _accepts_claim(executor) -> bool:
         return False
 
 
+def driver_id() -> str:
+    """This driver process (host and pid), recorded with every result it writes (``extra.driver``): a ladder's
+    efficiency counts the runs its own process trained, not those of another driver on the same store."""
+    import os
+    import socket
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def _entry_extra(e: LadderEntry) -> dict:
     return {"role": e.role, "hp_rule": e.hp_rule, **({"recipe": e.recipe} if e.recipe else {})}
 
@@ -421,13 +429,13 @@ def train_entries(entries: list[LadderEntry], store: RunStore, executor: Executo
         prog.finish(task.key)
         if result is None:
             run = Run(run_id=e.run_id, name=e.name, source="ladder", status="failed", family=e.family, budget=e.budget,
-                      config=e.config.to_dict(), extra={"error": error, "role": e.role})
+                      config=e.config.to_dict(), extra={"error": error, "role": e.role, "driver": driver_id()})
             store.upsert_run(run)
             outcome["failed"] += 1
             prog.note(f"{e.name}: {error}", label="failed", style="red")
             return
         run, curve = to_store_record(e.config, result, name=e.name, family=e.family, budget=e.budget)
-        run.extra.update(_entry_extra(e))
+        run.extra.update(_entry_extra(e), driver=driver_id())
         store.upsert_run(run)
         store.add_curve(run.run_id, curve)
         if result.status == "diverged":
