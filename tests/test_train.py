@@ -467,6 +467,14 @@ def test_ladder_efficiency_counts_each_run_once_per_thread_it_trained_with():
     assert thread_budget(LocalExecutor(workers=1)) == torch.get_num_threads() and thread_budget(RayExecutor()) is None
 
 
+def test_every_executor_closes_twice_without_having_run():
+    from scalinglab.train.executors import make_executor
+    for name in ("inline", "local", "ray", "slurm"):     # constructing Ray's or Slurm's imports neither
+        ex = make_executor(name)
+        ex.close()
+        ex.close()
+
+
 def test_a_ladders_efficiency_counts_only_the_runs_its_own_driver_finished(tmp_path):
     import time as time_mod
 

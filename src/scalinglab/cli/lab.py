@@ -139,7 +139,7 @@ def ladder_cmd(
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
     finally:
-        getattr(ex, "close", lambda: None)()
+        ex.close()
     if as_json:
         _emit_json(report)
     else:
@@ -356,7 +356,7 @@ def compare_cmd(
             except (FitError, ValueError) as e:
                 _fail(str(e))
             finally:
-                getattr(ex, "close", lambda: None)()
+                ex.close()
     if as_json:
         return _emit_json(result)
     _print_compare(result)

@@ -39,6 +39,10 @@ class Executor(Protocol):
         With ``claim``, a task is started only if ``claim(task)`` is true just before it would start
         (another driver on the same store may have taken it); unclaimed tasks get no result."""
 
+    def close(self) -> None:
+        """Release what the executor keeps between ``run`` calls (the local executor's worker processes);
+        the others keep nothing and do nothing here."""
+
 
 _worker_queue = None
 
@@ -101,6 +105,9 @@ class InlineExecutor:
                 on_result(task, None, f"{type(e).__name__}: {e}")
                 continue
             on_result(task, result, None)
+
+    def close(self):
+        """Nothing to release: the runs trained in this process."""
 
 
 class LocalExecutor:
@@ -319,6 +326,10 @@ class RayExecutor:
         finally:
             queue.shutdown()
 
+    def close(self):
+        """Nothing to release: each ``run`` has its own queue, and a Ray instance started here stays up for
+        the next (it stops with this process)."""
+
 
 def _execute_quietly(task: Task) -> RunResult:
     return train_run(RunConfig.from_dict(task.config), checkpoint_dir=task.checkpoint_dir)
@@ -378,6 +389,9 @@ class SubmititExecutor:
                     on_result(task, result, None)
                 chains.finished(task)
             jobs.update({ex.submit(_execute_quietly, t): (t, 0) for t in chains.take()})
+
+    def close(self):
+        """Nothing to release: the jobs of each ``run`` have finished when it returns."""
 
 
 def make_executor(name: str, *, workers: int = 1, threads: int | None = None, address: str | None = None,
