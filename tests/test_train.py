@@ -677,6 +677,15 @@ def test_verification_forecast_combines_the_laws_by_their_calibrated_errors():
     assert grouped["groups"]["forms"]["weight"] == pytest.approx(W_f, rel=1e-12)
     assert grouped["weights"] == pytest.approx({"chinchilla": W_f * v[0], "kaplan-nd": W_f * v[1], "curve law": 1 - W_f})
     assert grouped["predicted_loss"] == pytest.approx(math.exp(W_f * m_f + (1 - W_f) * math.log(1.02)), rel=1e-12)
+    # laws of different groups that happen to agree are two sources (seed 51: the curve law within 0.02% of
+    # Kaplan's form), while a form repeating another form of its group still enters once
+    agree = {"kaplan-nd": band(1.0, 0.04), "chinchilla": band(0.97, 0.03), "curve law": band(1.0002, 0.05),
+             "interaction": band(0.9701, 0.06)}
+    by = {"kaplan-nd": "forms", "chinchilla": "forms", "interaction": "forms"}
+    both = combine_forecasts(agree, by)
+    assert both["duplicates"] == {"interaction": "chinchilla"} and "curve law" in both["members"]
+    assert both["groups"]["curve law"]["weight"] > 0.2
+    assert combine_forecasts(agree)["duplicates"] == {"curve law": "kaplan-nd", "interaction": "chinchilla"}
     # the disagreeing forms give the curve law more weight than one-stage weighting would
     flat = combine_forecasts(three)
     assert grouped["weights"]["curve law"] > flat["weights"]["curve law"]

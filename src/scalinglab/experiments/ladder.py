@@ -582,8 +582,9 @@ def combine_forecasts(members: dict, groups: dict | None = None, duplicate_tol: 
     ``sum_k w_k Normal(log L_k, s_k^2)``: each law's own error plus the spread between the laws. With every
     member its own group this is the one-stage precision weighting ``w_k = s_k^-2 / sum_j s_j^-2``.
 
-    A member whose forecast equals an earlier member's to ``duplicate_tol`` in log is the same forecast twice
-    (a form whose extra term fitted to zero, whatever its interval) and enters once. Members without a
+    A member whose forecast equals an earlier member's of the same group (of any member, without ``groups``) to
+    ``duplicate_tol`` in log is the same forecast twice (a form whose extra term fitted to zero, whatever its
+    interval) and enters once; laws of different groups that happen to agree are two sources. Members without a
     finite, positive interval are left out; with none usable, the first member is returned unchanged.
     """
     groups = groups or {}
@@ -592,8 +593,8 @@ def combine_forecasts(members: dict, groups: dict | None = None, duplicate_tol: 
         iv = m.get("interval") or []
         if not (len(iv) == 2 and np.all(np.isfinite(iv)) and 0 < iv[0] < iv[1] and m.get("predicted_loss", 0) > 0):
             continue
-        same = next((k for k, u in usable.items()
-                     if abs(math.log(m["predicted_loss"] / u["predicted_loss"])) < duplicate_tol), None)
+        same = next((k for k, u in usable.items() if (not groups or groups.get(k, k) == groups.get(name, name))
+                     and abs(math.log(m["predicted_loss"] / u["predicted_loss"])) < duplicate_tol), None)
         if same is not None:
             duplicates[name] = same
         else:
