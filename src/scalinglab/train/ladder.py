@@ -382,7 +382,7 @@ def train_entries(entries: list[LadderEntry], store: RunStore, executor: Executo
         log(f"{skipped} run(s) already in the store: skipped")
     by_key = {e.run_id: e for e in todo}
     store.add_queued([placeholder(e) for e in todo])
-    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    owner = f"{driver_id()}:{uuid.uuid4().hex[:8]}"    # host:pid:nonce (held_by_other reads host and pid back)
     keys = {e.run_id: lease_key(e.config) for e in todo}
     prog = _Progress(show_progress, sum(e.config.horizon_value for e in todo), log)
     outcome = {"trained": 0, "diverged": 0, "failed": 0, "skipped": skipped, "by_other_drivers": 0}
