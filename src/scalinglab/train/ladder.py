@@ -361,7 +361,6 @@ def train_entries(entries: list[LadderEntry], store: RunStore, executor: Executo
     (:meth:`RunStore.claim`, renewed while it trains), so they split the work and no run is trained twice;
     a driver whose remaining runs are all held by others waits for them, and takes over the runs of a
     driver that stopped renewing its leases."""
-    import os
     import socket
     import uuid
 
